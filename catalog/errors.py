@@ -1,0 +1,118 @@
+"""One exception tree for the whole project.
+
+ToolkitError                    every error the CLI turns into a message and an exit code
+├── ManifestError               a manifest file is invalid (names the file, the field, the reason)
+├── UnknownModelError           an alias or variant id matches nothing (suggests close names)
+├── NoVariantError              no variant of a model fits the device or the overrides
+├── DeviceError                 an override names a device that does not exist
+├── SourceError                 a source (hub, registry, mirror, folder) could not be resolved
+│   └── NotFoundError           the source answered that the model or file does not exist
+├── DownloadError               a transfer failed after its retries (network)
+│   ├── IntegrityError          bytes did not match the expected size or sha256
+│   └── DiskFullError           not enough free space (needed and available in the message)
+├── StoreError                  the local store is inconsistent or a path is unsafe
+├── PackageError                a model package (genai_config.json, graphs) is invalid
+├── ModelLoadError              a runtime session could not be created
+└── BuildError                  a checkpoint could not be turned into a package
+
+Every class has an `exit_code`: scripts can tell a missing model from a network
+failure, a corrupt download or a full disk.
+"""
+
+from __future__ import annotations
+
+
+class ToolkitError(Exception):
+    """Base of every error the toolkit raises on purpose."""
+
+    exit_code = 1
+
+
+class ManifestError(ToolkitError):
+    """A manifest is invalid; the message names the file, the field and the reason."""
+
+    exit_code = 3
+
+    def __init__(self, file: str, field: str, reason: str) -> None:
+        self.file, self.field, self.reason = file, field, reason
+        super().__init__(f"{file}: {field}: {reason}" if field else f"{file}: {reason}")
+
+
+class UnknownModelError(ToolkitError):
+    """No model or variant answers to the name; `suggestions` holds the closest names."""
+
+    exit_code = 4
+
+    def __init__(self, name: str, suggestions: list[str] | None = None, kind: str = "model") -> None:
+        self.name, self.suggestions = name, list(suggestions or [])
+        msg = f"unknown {kind} {name!r}"
+        if self.suggestions:
+            msg += "; did you mean " + ", ".join(repr(s) for s in self.suggestions) + "?"
+        msg += " (see `toolkit list`)"
+        super().__init__(msg)
+
+
+class NoVariantError(ToolkitError):
+    """No variant of a model fits the device and overrides."""
+
+    exit_code = 4
+
+
+class DeviceError(ToolkitError):
+    """A device override is not one of npu, gpu, cpu."""
+
+    exit_code = 2
+
+
+class SourceError(ToolkitError):
+    """A source could not be resolved into a file list."""
+
+    exit_code = 5
+
+
+class NotFoundError(SourceError):
+    """The source says the model, revision or file does not exist."""
+
+    exit_code = 4
+
+
+class DownloadError(ToolkitError):
+    """A network transfer failed after its retries."""
+
+    exit_code = 5
+
+
+class IntegrityError(DownloadError):
+    """Bytes on the wire or on disk do not match the expected size or sha256."""
+
+    exit_code = 6
+
+
+class DiskFullError(DownloadError):
+    """Not enough free disk space."""
+
+    exit_code = 7
+
+
+class StoreError(ToolkitError):
+    """The local store is inconsistent, locked, or a path would leave it."""
+
+    exit_code = 8
+
+
+class PackageError(ToolkitError):
+    """A model package is invalid (names the file and field)."""
+
+    exit_code = 9
+
+
+class ModelLoadError(ToolkitError):
+    """An ONNX Runtime session could not be created for a package."""
+
+    exit_code = 9
+
+
+class BuildError(ToolkitError):
+    """A checkpoint could not be built into a package."""
+
+    exit_code = 10

@@ -1,0 +1,31 @@
+"""Output helpers shared by the command modules: JSON for scripts, rich for people."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+
+def emit_json(data: Any) -> None:
+    """Write `data` as indented JSON on stdout (the one --json format of every command)."""
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def console(stderr: bool = False):
+    """A rich Console, imported only when a command renders for a person."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def human_size(n: int | None) -> str:
+    """1536 -> '1.5 KB'; None -> '?'. Decimal units, as disks and downloads are sold."""
+    if n is None:
+        return "?"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"

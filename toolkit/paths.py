@@ -1,0 +1,62 @@
+"""Where the toolkit keeps things on disk, and the store layout every module agrees on.
+
+$TOOLKIT_HOME (default: platformdirs' user cache dir for "toolkit")
+  blobs/sha256/<hex>                     content-addressed files, each verified before it gets its name
+  snapshots/<variant name>/<version>/    one folder per downloaded variant: hard links (or copies) to blobs
+      .toolkit/complete.json             written last, atomically: the variant is complete when it exists
+  partial/                               in-progress downloads and their resume state
+  locks/                                 inter-process file locks
+  device.json                            cached device and execution-provider probe
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+ENV_HOME = "TOOLKIT_HOME"
+COMPLETE_MARKER = Path(".toolkit") / "complete.json"
+
+
+def home() -> Path:
+    """The store root: TOOLKIT_HOME, else the user cache dir."""
+    if os.environ.get(ENV_HOME):
+        return Path(os.environ[ENV_HOME])
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("toolkit", appauthor=False))
+
+
+def snapshot_dir(variant_id: str, root: Path | None = None) -> Path:
+    """The folder of one variant (`name:version` -> snapshots/name/version; ':' is not allowed on Windows)."""
+    name, _, version = variant_id.rpartition(":")
+    if not name:
+        name, version = variant_id, "0"
+    return (root or home()) / "snapshots" / name / version
+
+
+def installed_variant_ids(root: Path | None = None) -> set[str]:
+    """Ids of the variants whose snapshot is complete (cheap: reads folder names, no hashing)."""
+    base = (root or home()) / "snapshots"
+    found = set()
+    try:
+        names = list(base.iterdir())
+    except OSError:
+        return found
+    for name_dir in names:
+        try:
+            for version_dir in name_dir.iterdir():
+                if (version_dir / COMPLETE_MARKER).is_file():
+                    found.add(f"{name_dir.name}:{version_dir.name}")
+        except OSError:
+            continue
+    return found
+
+
+def read_complete_marker(variant_id: str, root: Path | None = None) -> dict | None:
+    """The completion record of a downloaded variant, or None."""
+    try:
+        return json.loads((snapshot_dir(variant_id, root) / COMPLETE_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
