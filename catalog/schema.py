@@ -245,6 +245,20 @@ def parse_manifest(data: Any, file: str = "<memory>") -> Manifest:
     version = r.get("schema_version", int)
     if version != SCHEMA_VERSION:
         r.fail("schema_version", f"unsupported version {version} (this toolkit reads {SCHEMA_VERSION})")
+    top = dict(
+        alias=r.string("alias", pattern=ALIAS_RE),
+        names=r.strings("names"),
+        display_name=r.string("display_name"),
+        publisher=r.string("publisher"),
+        license=r.string("license"),
+        license_url=r.string("license_url", required=False),
+        parameters=r.string("parameters"),
+        parameter_count=r.positive_int("parameter_count"),
+        context_length=r.positive_int("context_length"),
+        architecture=r.string("architecture"),
+        task=r.string("task"),
+        base_model=r.string("base_model", required=False),
+    )
     chat_r = r.child("chat", r.get("chat", dict, required=False, default={}))
     chat = ChatFormat(
         reasoning_start=chat_r.string("reasoning_start", required=False),
@@ -260,23 +274,7 @@ def parse_manifest(data: Any, file: str = "<memory>") -> Manifest:
     for i, vid in enumerate(ids):
         if vid in ids[:i]:
             r.fail(f"variants[{i}].id", f"duplicate variant id {vid!r}")
-    m = Manifest(
-        alias=r.string("alias", pattern=ALIAS_RE),
-        names=r.strings("names"),
-        display_name=r.string("display_name"),
-        publisher=r.string("publisher"),
-        license=r.string("license"),
-        license_url=r.string("license_url", required=False),
-        parameters=r.string("parameters"),
-        parameter_count=r.positive_int("parameter_count"),
-        context_length=r.positive_int("context_length"),
-        architecture=r.string("architecture"),
-        task=r.string("task"),
-        base_model=r.string("base_model", required=False),
-        chat=chat,
-        variants=variants,
-        file=file,
-    )
+    m = Manifest(**top, chat=chat, variants=variants, file=file)
     r.done()
     return m
 

@@ -14,6 +14,13 @@ from catalog.errors import DeviceError, NoVariantError, UnknownModelError
 from catalog.schema import DEVICES, Manifest, Variant
 
 DEVICE_ORDER = {"npu": 0, "gpu": 1, "cpu": 2}
+EP_INSTALL_HINTS = {
+    "QNNExecutionProvider": "pip install 'toolkit[qnn]' (onnxruntime-qnn)",
+    "OpenVINOExecutionProvider": "pip install onnxruntime-openvino",
+    "VitisAIExecutionProvider": "install AMD Ryzen AI Software",
+    "CUDAExecutionProvider": "pip install onnxruntime-gpu",
+    "DmlExecutionProvider": "pip install onnxruntime-directml",
+}
 VENDOR_NAMES = {"qualcomm": "Qualcomm", "intel": "Intel", "amd": "AMD", "nvidia": "NVIDIA", "any": "any"}
 
 
@@ -66,7 +73,8 @@ def usability(variant: Variant, device: DeviceProfile) -> tuple[bool, str]:
     if variant.vendor == "any" and not present:
         return False, f"no {kind}"
     if not ep_ok:
-        return False, f"{vendor} {kind} found but {ep} is not usable (install its package, e.g. toolkit[qnn])"
+        hint = EP_INSTALL_HINTS.get(ep, "install its onnxruntime package")
+        return False, f"{vendor} {kind} found but {ep} is not usable ({hint})"
     return True, f"{vendor} {kind} with {ep}"
 
 

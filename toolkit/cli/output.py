@@ -16,7 +16,10 @@ def console(stderr: bool = False):
     """A rich Console, imported only when a command renders for a person."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped output is read by people in files and logs too: do not cut tables at 80 columns.
+    width = None if stream.isatty() else 200
+    return Console(stderr=stderr, highlight=False, width=width, soft_wrap=False)
 
 
 def human_size(n: int | None) -> str:

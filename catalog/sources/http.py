@@ -1,0 +1,65 @@
+"""HTTP requests for sources and the engine: redirects followed by hand so credentials stay on their host.
+
+httpx also strips Authorization on cross-origin redirects, but only that header; we drop every
+header the source attached (tokens, cookies, custom keys) as soon as a redirect leaves the host.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from catalog.errors import DownloadError, NotFoundError, SourceError
+
+MAX_REDIRECTS = 10
+
+
+def origin(url: str | httpx.URL) -> tuple[str, str, int | None]:
+    u = httpx.URL(str(url))
+    return (u.scheme, u.host, u.port)
+
+
+def send(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    headers: dict[str, str] | None = None,
+    private_headers: dict[str, str] | None = None,
+    stream: bool = False,
+) -> httpx.Response:
+    """Send a request, following redirects; `private_headers` go only to the first URL's origin."""
+    home = origin(url)
+    current = httpx.URL(url)
+    for _ in range(MAX_REDIRECTS + 1):
+        h = dict(headers or {})
+        if private_headers and origin(current) == home:
+            h.update(private_headers)
+        request = client.build_request(method, current, headers=h)
+        response = client.send(request, stream=stream, follow_redirects=False)
+        if not response.is_redirect:
+            return response
+        location = response.headers.get("location")
+        response.close()
+        if not location:
+            raise DownloadError(f"{current}: redirect without a Location header")
+        current = current.join(location)
+    raise DownloadError(f"{url}: more than {MAX_REDIRECTS} redirects")
+
+
+def get_json(client: httpx.Client, url: str, private_headers: dict[str, str] | None = None, what: str = "") -> Any:
+    """GET a JSON document; 404 -> NotFoundError, other failures -> SourceError naming the URL."""
+    try:
+        r = send(client, "GET", url, headers={"Accept": "application/json"}, private_headers=private_headers)
+    except httpx.HTTPError as e:
+        raise SourceError(f"{url}: {type(e).__name__}: {e or 'connection failed'}") from e
+    if r.status_code == 404:
+        raise NotFoundError(f"{url}: not found (404){': ' + what if what else ''}")
+    if r.status_code in (401, 403):
+        raise SourceError(f"{url}: access denied ({r.status_code}); check the token (e.g. HF_TOKEN) or the model's license gate")
+    if r.status_code >= 400:
+        raise SourceError(f"{url}: HTTP {r.status_code}")
+    try:
+        return r.json()
+    except ValueError as e:
+        raise SourceError(f"{url}: the answer is not JSON ({e})") from e

@@ -1,0 +1,74 @@
+"""The Hugging Face Hub: the revision API gives the commit, sizes and LFS sha256; files come from resolve/.
+
+HF_ENDPOINT moves the whole Hub (a mirror speaking the same API); HF_TOKEN is sent as a bearer
+token to that endpoint's host only (see catalog.sources.http.send).
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import quote
+
+import httpx
+
+from catalog.errors import SourceError
+from catalog.schema import Variant
+from catalog.sources import ResolvedFile, ResolvedVariant, select_files
+from catalog.sources.http import get_json
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+
+
+def endpoint() -> str:
+    return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def token_headers() -> dict[str, str]:
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def resolve_repo(
+    client: httpx.Client,
+    base: str,
+    repo: str,
+    revision: str,
+    subfolder: str | None,
+    private_headers: dict[str, str],
+) -> tuple[str, dict[str, ResolvedFile]]:
+    """Ask `{base}/api/models/{repo}/revision/{revision}`; return the commit and the files by path."""
+    api = f"{base}/api/models/{repo}/revision/{quote(revision, safe='')}?blobs=true"
+    info = get_json(client, api, private_headers, what=f"no model {repo!r} at revision {revision!r}")
+    commit = info.get("sha") if isinstance(info, dict) else None
+    siblings = info.get("siblings") if isinstance(info, dict) else None
+    if not isinstance(commit, str) or not isinstance(siblings, list):
+        raise SourceError(f"{api}: the answer has no 'sha' and 'siblings' (is this a Hub-compatible endpoint?)")
+    prefix = subfolder.strip("/") + "/" if subfolder else ""
+    files: dict[str, ResolvedFile] = {}
+    for s in siblings:
+        name = s.get("rfilename") if isinstance(s, dict) else None
+        if not isinstance(name, str) or not name.startswith(prefix):
+            continue
+        lfs = s.get("lfs") if isinstance(s.get("lfs"), dict) else None
+        size = lfs.get("size") if lfs else s.get("size")
+        sha256 = lfs.get("sha256") or lfs.get("oid") if lfs else s.get("sha256")
+        git_sha1 = None if lfs else s.get("blobId")
+        rel = name[len(prefix):]
+        files[rel] = ResolvedFile(
+            path=rel,
+            url=f"{base}/{repo}/resolve/{commit}/{quote(name)}",
+            size=size if isinstance(size, int) else None,
+            sha256=sha256 if isinstance(sha256, str) and len(sha256) == 64 else None,
+            git_sha1=git_sha1 if isinstance(git_sha1, str) and len(git_sha1) == 40 else None,
+            headers=private_headers,
+        )
+    return commit, files
+
+
+def resolve(variant: Variant, client: httpx.Client) -> ResolvedVariant:
+    """Resolve a `huggingface` variant against HF_ENDPOINT (default huggingface.co)."""
+    src = variant.source
+    base = endpoint()
+    commit, files = resolve_repo(client, base, src.repo or "", src.revision or "main", src.subfolder, token_headers())
+    where = f"{base}/{src.repo}@{src.revision or 'main'}"
+    return ResolvedVariant(variant.id, "huggingface", commit, select_files(variant, files, where), origin=base)

@@ -1,0 +1,254 @@
+"""`toolkit list`, `toolkit info`, `toolkit device`: the catalog and this machine, for people and scripts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from toolkit.cli.output import console, emit_json, human_size
+
+ENV_DEVICE = "TOOLKIT_DEVICE"
+
+DeviceOpt = Annotated[
+    str | None,
+    typer.Option("--device", help="Only consider npu, gpu or cpu variants (default: $TOOLKIT_DEVICE, else best)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Write JSON for scripts.")]
+
+
+def device_override(flag: str | None) -> str | None:
+    """--device wins over TOOLKIT_DEVICE; empty means no override."""
+    return flag or os.environ.get(ENV_DEVICE) or None
+
+
+def _variant_dict(sel_candidates: Any, chosen_id: str | None) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": c.variant.id,
+            "device": c.variant.device,
+            "vendor": c.variant.vendor,
+            "execution_provider": c.variant.execution_provider,
+            "quantization": c.variant.quantization,
+            "size_bytes": c.variant.size_bytes,
+            "source": c.variant.source.type,
+            "downloaded": c.downloaded,
+            "usable": c.usable,
+            "why": c.why,
+            "chosen": c.variant.id == chosen_id,
+            "unconfirmed": list(c.variant.unconfirmed),
+        }
+        for c in sel_candidates
+    ]
+
+
+def catalog_rows(device: str | None, refresh: bool = False) -> list[dict[str, Any]]:
+    """Every model with its best variant for this machine (or the error that prevents one)."""
+    from catalog import Catalog, NoVariantError
+    from catalog.selection import select_variant, usability
+    from toolkit.device import current_profile
+    from toolkit.paths import installed_variant_ids
+
+    catalog = Catalog.load()
+    profile = current_profile(refresh)
+    installed = installed_variant_ids()
+    rows = []
+    for m in catalog:
+        row: dict[str, Any] = {
+            "alias": m.alias,
+            "display_name": m.display_name,
+            "names": list(m.names),
+            "parameters": m.parameters,
+            "context_length": m.context_length,
+            "license": m.license,
+            "manifest": m.file,
+        }
+        try:
+            sel = select_variant(m, profile, installed, device_override=device)
+            row["best_variant"] = sel.variant.id
+            row["reason"] = sel.line()
+            row["variants"] = _variant_dict(sel.candidates, sel.variant.id)
+        except NoVariantError as e:
+            from catalog.selection import Candidate
+
+            row["best_variant"] = None
+            row["reason"] = str(e)
+            cands = [Candidate(v, *usability(v, profile), v.id in installed) for v in m.variants]
+            row["variants"] = _variant_dict(cands, None)
+        rows.append(row)
+    return rows
+
+
+def list_models(
+    device: DeviceOpt = None,
+    all_variants: Annotated[bool, typer.Option("--all", help="Show every variant, not only the best one.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the catalog: alias, parameters, the best variant for this machine, size, downloaded, license."""
+    rows = catalog_rows(device_override(device))
+    if as_json:
+        emit_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table(title=None, show_lines=False)
+    for col in ("Alias", "Params", "Variant", "Device", "Size", "Downloaded", "License"):
+        table.add_column(col, no_wrap=col != "Variant", overflow="fold")
+    for row in rows:
+        variants = row["variants"] if all_variants else [v for v in row["variants"] if v["chosen"]]
+        if not variants:
+            table.add_row(row["alias"], row["parameters"], "[red]none fits[/red]", "", "", "", row["license"])
+        for i, v in enumerate(variants):
+            name = v["id"] if v["usable"] or not all_variants else f"[dim]{v['id']}[/dim]"
+            if all_variants and v["chosen"]:
+                name = f"[bold]{v['id']}[/bold] *"
+            table.add_row(
+                row["alias"] if i == 0 else "",
+                row["parameters"] if i == 0 else "",
+                name,
+                f"{v['device'].upper()} {v['execution_provider'].removesuffix('ExecutionProvider')}",
+                human_size(v["size_bytes"]) + ("~" if "size_bytes" in v["unconfirmed"] else ""),
+                "yes" if v["downloaded"] else "no",
+                row["license"] if i == 0 else "",
+            )
+    out = console()
+    out.print(table)
+    for row in rows:
+        if row["best_variant"] is None:
+            from rich.markup import escape
+
+            out.print(f"[red]{escape(row['alias'])}[/red]: {escape(row['reason'])}", soft_wrap=True)
+    if all_variants:
+        out.print("[dim]* chosen for this machine; dim: not usable here; ~: approximate size[/dim]")
+
+
+def info(
+    alias: Annotated[str, typer.Argument(help="Model alias, other name or variant id.")],
+    device: DeviceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one model: every variant, its source, files, sizes, quantization, context length, license."""
+    from catalog import Catalog, NoVariantError
+    from catalog.selection import Candidate, select_variant, usability
+    from toolkit.device import current_profile
+    from toolkit.paths import installed_variant_ids
+
+    m = Catalog.load().get(alias)
+    profile = current_profile()
+    installed = installed_variant_ids()
+    try:
+        sel = select_variant(m, profile, installed, device_override=device_override(device))
+        chosen, reason = sel.variant.id, sel.line()
+    except NoVariantError as e:
+        chosen, reason = None, str(e)
+    cands = [Candidate(v, *usability(v, profile), v.id in installed) for v in m.variants]
+    variants = _variant_dict(cands, chosen)
+    for v, var in zip(variants, m.variants, strict=True):
+        src = var.source
+        v["source"] = {k: getattr(src, k) for k in src.__dataclass_fields__ if getattr(src, k) not in (None, ())}
+        v["files"] = [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in var.files]
+        v["os"] = list(var.os)
+        v["notes"] = var.notes
+    data = {
+        "alias": m.alias,
+        "display_name": m.display_name,
+        "names": list(m.names),
+        "publisher": m.publisher,
+        "base_model": m.base_model,
+        "license": m.license,
+        "license_url": m.license_url,
+        "parameters": m.parameters,
+        "parameter_count": m.parameter_count,
+        "context_length": m.context_length,
+        "architecture": m.architecture,
+        "task": m.task,
+        "reasoning_markers": [m.chat.reasoning_start, m.chat.reasoning_end],
+        "chosen_variant": chosen,
+        "reason": reason,
+        "manifest": m.file,
+        "variants": variants,
+    }
+    if as_json:
+        emit_json(data)
+        return
+    from rich.markup import escape
+
+    out = console()
+    out.print(f"[bold]{m.display_name}[/bold] ({m.alias}) by {m.publisher}")
+    out.print(f"  also: {', '.join(m.names)}")
+    out.print(f"  {m.parameters} parameters, {m.architecture}, context {m.context_length:,} tokens, license {m.license}")
+    out.print(f"  [green]{escape(reason)}[/green]")
+    for v in variants:
+        mark = "*" if v["chosen"] else " "
+        out.print(f"\n {mark} [bold]{v['id']}[/bold]  {v['device'].upper()} {v['vendor']} {v['execution_provider']}")
+        out.print(f"     {v['quantization']}")
+        src = ", ".join(f"{k}={val}" for k, val in v["source"].items())
+        out.print(f"     source: {src}")
+        size = human_size(v["size_bytes"])
+        out.print(f"     size: {size}{' (approximate)' if 'size_bytes' in v['unconfirmed'] else ''}; downloaded: {'yes' if v['downloaded'] else 'no'}")
+        out.print(escape(f"     here: {'usable' if v['usable'] else 'not usable'} ({v['why']})"))
+        if v["unconfirmed"]:
+            out.print(f"     [yellow]not confirmed offline: {', '.join(v['unconfirmed'])}[/yellow]")
+        for f in v["files"]:
+            out.print(f"     file {f['path']} {human_size(f['size'])} {f['sha256'] or ''}")
+
+
+def device_cmd(
+    as_json: JsonOpt = False,
+    device: DeviceOpt = None,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Probe again instead of using the cached result.")] = False,
+    replay: Annotated[
+        Path | None,
+        typer.Option("--replay", help="Replay a recorded machine (a folder as in tests/fixtures/machines).", hidden=True),
+    ] = None,
+    eps_file: Annotated[str, typer.Option("--eps-file", hidden=True)] = "eps.json",
+) -> None:
+    """Show the hardware and execution providers found, and which variant each model would get, and why."""
+    from catalog import Catalog, NoVariantError
+    from catalog.selection import select_variant
+    from toolkit.device import current_report, detect, recorded_sources
+    from toolkit.paths import installed_variant_ids
+
+    report = detect(recorded_sources(replay, eps_file)) if replay else current_report(refresh)
+    profile = report.profile()
+    installed = set() if replay else installed_variant_ids()
+    choices = []
+    for m in Catalog.load():
+        try:
+            sel = select_variant(m, profile, installed, device_override=device_override(device))
+            choices.append({"alias": m.alias, "variant": sel.variant.id, "device": sel.variant.device, "reason": sel.line()})
+        except NoVariantError as e:
+            choices.append({"alias": m.alias, "variant": None, "device": None, "reason": f"{m.alias}: {e}"})
+    if as_json:
+        emit_json({**report.to_dict(), "selection": choices})
+        return
+    from rich.markup import escape
+
+    out = console()
+    cpu = report.cpu
+    out.print(f"[bold]{report.os}[/bold] {report.os_version} ({report.arch})")
+    cores = f"{cpu.physical_cores or '?'} cores / {cpu.logical_cores or '?'} threads"
+    out.print(f"CPU  {cpu.model} ({cpu.vendor}, {cores}); features: {' '.join(cpu.features) or 'unknown'}")
+    for kind, items in (("NPU", report.npus), ("GPU", report.gpus)):
+        if not items:
+            out.print(f"{kind}  none found")
+        for a in items:
+            driver = " ".join(x for x in (a.driver, a.driver_version) if x) or "none"
+            out.print(escape(f"{kind}  {a.name} [{a.vendor}] driver {driver}") + f" [dim]({escape(a.source)})[/dim]")
+    for ep in report.execution_providers:
+        devs = f" on {', '.join(ep.devices)}" if ep.devices else ""
+        note = f" [dim]({ep.note})[/dim]" if ep.note else ""
+        out.print(f"EP   {ep.name}{devs} [dim]{ep.source}[/dim]{note}")
+    for u in report.unknown:
+        out.print(f"[yellow]unknown[/yellow] {u.source}: {u.reason}")
+    out.print()
+    for c in choices:
+        out.print(escape(c["reason"]), soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("list")(list_models)
+    app.command("info")(info)
+    app.command("device")(device_cmd)
