@@ -1,0 +1,89 @@
+"""The download API the CLI, provisioning and the runtime call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from catalog.schema import Manifest, Variant
+from catalog.sources import ResolvedVariant
+from toolkit import paths
+from toolkit.download.config import DownloadConfig
+from toolkit.download.http import make_client
+from toolkit.download.manager import FileStatus, TransferReport, file_statuses, install, resolve_variant
+from toolkit.download.progress import Progress
+from toolkit.store.blobs import Store
+from toolkit.store.snapshots import touch_last_used
+
+
+def _client(cfg: DownloadConfig):
+    return make_client(cfg.stall_timeout, cfg.connect_timeout, cfg.max_connections + 4)
+
+
+def ensure_variant(
+    manifest: Manifest,
+    variant: Variant,
+    progress: Progress | None = None,
+    *,
+    mirror: str | None = None,
+    config: DownloadConfig | None = None,
+    root: Path | None = None,
+    force: bool = False,
+) -> Path:
+    """Return the variant's snapshot folder, downloading and verifying it first if it is not complete."""
+    return download_variant(manifest, variant, progress, mirror=mirror, config=config, root=root, force=force)[0]
+
+
+def download_variant(
+    manifest: Manifest,
+    variant: Variant,
+    progress: Progress | None = None,
+    *,
+    mirror: str | None = None,
+    config: DownloadConfig | None = None,
+    root: Path | None = None,
+    force: bool = False,
+) -> tuple[Path, TransferReport | None]:
+    """Like ensure_variant, also returning what the transfer did (None when the snapshot was already complete)."""
+    store = Store(root)
+    snap = paths.snapshot_dir(variant.id, store.root)
+    if not force and (snap / paths.COMPLETE_MARKER).is_file():
+        touch_last_used(snap)
+        return snap, None
+    cfg = config or DownloadConfig.from_env()
+    with _client(cfg) as client:
+        resolved = resolve_variant(variant, client, mirror, progress)
+        return install(resolved, store, client, cfg, progress)
+
+
+@dataclass
+class DownloadPlan:
+    """What a download would do: the source it resolved to, each file's state, the bytes to fetch."""
+
+    manifest: Manifest
+    variant: Variant
+    resolved: ResolvedVariant
+    files: list[FileStatus]
+    complete: bool
+    free_bytes: int
+
+    @property
+    def bytes_to_fetch(self) -> int:
+        return sum((f.size or 0) - f.partial_bytes for f in self.files if not f.in_store)
+
+
+def plan_variant(
+    manifest: Manifest,
+    variant: Variant,
+    *,
+    mirror: str | None = None,
+    config: DownloadConfig | None = None,
+    root: Path | None = None,
+) -> DownloadPlan:
+    """Resolve the variant and report, without fetching, what `ensure_variant` would do."""
+    store = Store(root)
+    cfg = config or DownloadConfig.from_env()
+    with _client(cfg) as client:
+        resolved = resolve_variant(variant, client, mirror)
+    complete = (paths.snapshot_dir(variant.id, store.root) / paths.COMPLETE_MARKER).is_file()
+    return DownloadPlan(manifest, variant, resolved, file_statuses(resolved, store), complete, store.free_bytes())

@@ -1,0 +1,221 @@
+"""A variant's files, several at once, into the store; then its snapshot. `ensure_variant` is the API.
+
+Cooperation between processes: each file is fetched under a per-blob lock; a process that finds the
+lock taken works on other files and comes back, and finds the blob there when the other one is done.
+So two processes downloading one variant both finish, and every byte is fetched once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+import httpx
+from filelock import Timeout
+
+from catalog.errors import DiskFullError, IntegrityError, NotFoundError, SourceError
+from catalog.schema import Variant
+from catalog.sources import ResolvedFile, ResolvedVariant
+from toolkit.download.config import DownloadConfig
+from toolkit.download.progress import Progress
+from toolkit.download.state import load_state
+from toolkit.download.transfer import FileTransfer
+from toolkit.store.blobs import Store
+from toolkit.store.safety import check_relpath
+from toolkit.store.snapshots import SnapshotFile, write_snapshot
+
+
+def human(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return f"{n} B"
+
+
+def partial_key(rf: ResolvedFile) -> str:
+    """Where a file's partial download lives: its sha256 when known, else a hash of URL and size."""
+    if rf.sha256:
+        return rf.sha256
+    u = urlsplit(rf.url)
+    return "u" + hashlib.sha256(f"{u.scheme}://{u.netloc}{u.path}|{rf.size}".encode()).hexdigest()[:40]
+
+
+@dataclass
+class FileStatus:
+    path: str
+    size: int | None
+    sha256: str | None
+    in_store: bool
+    partial_bytes: int = 0
+
+
+@dataclass
+class TransferReport:
+    """What a transfer did: bytes received from the network, files fetched, files found in the store."""
+
+    variant_id: str
+    source: str
+    revision: str
+    files: list[SnapshotFile] = field(default_factory=list)
+    fetched_bytes: int = 0
+    resumed_bytes: int = 0
+    fetched_files: int = 0
+    reused_files: int = 0
+    seconds: float = 0.0
+
+
+def file_statuses(resolved: ResolvedVariant, store: Store) -> list[FileStatus]:
+    """Which files are already in the store, and how much of the others is on disk as a partial."""
+    out = []
+    for rf in resolved.files:
+        check_relpath(rf.path, resolved.origin)
+        have = bool(rf.sha256) and store.has_blob(rf.sha256, rf.size)
+        partial = 0
+        if not have and rf.size:
+            d = store.partial_dir(partial_key(rf))
+            st = load_state(d / "state.json", d / "data", rf.size)
+            partial = st.done_bytes if st else 0
+        out.append(FileStatus(rf.path, rf.size, rf.sha256, have, partial))
+    return out
+
+
+def check_free_space(needed: int, available: int, margin: int, where: Path) -> None:
+    """Raise DiskFullError naming the needed and available figures when `needed` does not fit."""
+    if needed + margin > available:
+        raise DiskFullError(
+            f"not enough free space in {where}: {human(needed)} needed (+{human(margin)} margin), "
+            f"{human(available)} available; free some space or set TOOLKIT_HOME to a larger disk"
+        )
+
+
+def _copy_local(rf: ResolvedFile, dest: Path, progress: Progress) -> str:
+    """Copy a file:// source into `dest`, hashing as it goes."""
+    src = Path(url2pathname(urlsplit(rf.url).path))
+    h = hashlib.sha256()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(src, "rb") as fin, open(dest, "wb") as fout:
+            while block := fin.read(1 << 20):
+                h.update(block)
+                fout.write(block)
+                progress.advance(rf.path, len(block))
+    except FileNotFoundError as e:
+        raise NotFoundError(f"{src}: no such file") from e
+    return h.hexdigest()
+
+
+class VariantTransfer:
+    """Fetch every file of a resolved variant into the store; `run()` returns a TransferReport."""
+
+    def __init__(self, resolved: ResolvedVariant, store: Store, client: httpx.Client,
+                 config: DownloadConfig, progress: Progress | None = None) -> None:
+        self.resolved, self.store, self.client, self.cfg = resolved, store, client, config
+        self.progress = progress or Progress()
+        self.slots = threading.Semaphore(config.max_connections)
+        self.report = TransferReport(resolved.variant_id, resolved.source, resolved.revision)
+        self.lock = threading.Lock()
+
+    def run(self) -> TransferReport:
+        t0 = time.monotonic()
+        statuses = file_statuses(self.resolved, self.store)
+        needed = sum((s.size or 0) - s.partial_bytes for s in statuses if not s.in_store)
+        check_free_space(needed, self.store.free_bytes(), self.cfg.disk_margin, self.store.root)
+        self.progress.begin(self.resolved.variant_id, needed, sum(1 for s in statuses if not s.in_store))
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, self.cfg.max_files), thread_name_prefix="toolkit-file") as pool:
+                results = list(pool.map(self._one, self.resolved.files))
+        finally:
+            self.progress.end()
+        self.report.files = results
+        self.report.seconds = time.monotonic() - t0
+        return self.report
+
+    def _one(self, rf: ResolvedFile) -> SnapshotFile:
+        if rf.sha256 and self.store.has_blob(rf.sha256, rf.size):
+            with self.lock:
+                self.report.reused_files += 1
+            self.progress.file_done(rf.path, fetched=False)
+            return SnapshotFile(rf.path, rf.size or 0, rf.sha256)
+        key = partial_key(rf)
+        lock = self.store.lock(f"blob-{key}")
+        waited = False
+        while True:
+            try:
+                lock.acquire(timeout=0.25)
+                break
+            except Timeout:
+                if rf.sha256 and self.store.has_blob(rf.sha256, rf.size):
+                    break
+                if not waited:
+                    self.progress.note(f"{rf.path}: another process is downloading it; waiting")
+                    waited = True
+        try:
+            if rf.sha256 and self.store.has_blob(rf.sha256, rf.size):
+                with self.lock:
+                    self.report.reused_files += 1
+                self.progress.file_done(rf.path, fetched=False)
+                return SnapshotFile(rf.path, rf.size or 0, rf.sha256)
+            return self._fetch(rf, key)
+        finally:
+            if lock.is_locked:
+                lock.release()
+
+    def _fetch(self, rf: ResolvedFile, key: str) -> SnapshotFile:
+        pdir = self.store.partial_dir(key)
+        if rf.url.startswith("file:"):
+            self.progress.file_started(rf.path, rf.size or 0, 0)
+            data = pdir / "data"
+            sha = _copy_local(rf, data, self.progress)
+            if rf.sha256 and sha != rf.sha256:
+                self.store.remove_partial(key)
+                raise IntegrityError(f"{rf.url}: sha256 {sha} instead of {rf.sha256}")
+            size = data.stat().st_size
+        else:
+            t = FileTransfer(self.client, rf, pdir, self.cfg, self.progress, self.slots)
+            try:
+                data, sha = t.run()
+            finally:
+                with self.lock:
+                    self.report.fetched_bytes += t.fetched
+                    self.report.resumed_bytes += t.resumed_from
+            size = rf.size or 0
+        self.store.commit_blob(data, sha)
+        self.store.remove_partial(key)
+        with self.lock:
+            self.report.fetched_files += 1
+        self.progress.file_done(rf.path, fetched=True)
+        return SnapshotFile(rf.path, size, sha)
+
+
+def resolve_variant(variant: Variant, client: httpx.Client, mirror: str | None = None,
+                    progress: Progress | None = None) -> ResolvedVariant:
+    """Resolve through the mirror first when one is set (TOOLKIT_MIRROR / --mirror), else the variant's source."""
+    from catalog.sources import resolve
+    from catalog.sources.mirror import configured_mirror, resolve_from
+
+    base = configured_mirror(mirror)
+    if base:
+        try:
+            return resolve_from(base, variant, client)
+        except (SourceError, IntegrityError) as e:
+            if variant.source.type in ("mirror", "url") and (variant.source.base_url or "").rstrip("/") == base:
+                raise
+            (progress or Progress()).note(f"mirror {base}: {e}; using the {variant.source.type} source")
+    return resolve(variant, client)
+
+
+def install(resolved: ResolvedVariant, store: Store, client: httpx.Client, config: DownloadConfig,
+            progress: Progress | None = None) -> tuple[Path, TransferReport]:
+    """Fetch a resolved variant and write its snapshot; return the snapshot folder and the report."""
+    report = VariantTransfer(resolved, store, client, config, progress).run()
+    meta = {"source": resolved.source, "revision": resolved.revision, "origin": resolved.origin}
+    snap = write_snapshot(store, resolved.variant_id, report.files, meta)
+    return snap, report
+

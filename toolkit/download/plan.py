@@ -1,0 +1,113 @@
+"""Pure decisions of the engine: segment planning, work stealing, backoff, header parsing.
+
+No I/O here, so each rule is tested with a table (tests/download/test_plan.py).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import re
+import time
+from dataclasses import dataclass
+
+MiB = 1024 * 1024
+
+
+@dataclass
+class Part:
+    """A byte range [start, end) of a file and how many bytes from `start` are already on disk."""
+
+    start: int
+    end: int
+    done: int = 0
+
+    @property
+    def pos(self) -> int:
+        return self.start + self.done
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.end - self.pos)
+
+    @property
+    def complete(self) -> bool:
+        return self.pos >= self.end
+
+
+def segment_size(size: int, connections: int, min_segment: int, max_segment: int) -> int:
+    """One segment per connection, clamped to [min_segment, max_segment] (adaptive to the file size)."""
+    if size <= 0:
+        return max(1, min_segment)
+    return max(min_segment, min(max_segment, math.ceil(size / max(1, connections))))
+
+
+def plan_parts(size: int, connections: int, min_segment: int = 8 * MiB, max_segment: int = 64 * MiB) -> list[Part]:
+    """Split a file of `size` bytes into parts; a small file is one part."""
+    if size <= 0:
+        return [Part(0, 0)]
+    step = segment_size(size, connections, min_segment, max_segment)
+    return [Part(s, min(size, s + step)) for s in range(0, size, step)]
+
+
+def split_largest(active: list[Part], min_split: int) -> Part | None:
+    """Steal the back half of the active part with the most bytes left, when both halves stay >= min_split.
+
+    The victim's `end` shrinks in place; its worker notices and stops at the new end.
+    """
+    candidates = [p for p in active if p.remaining >= 2 * min_split]
+    if not candidates:
+        return None
+    victim = max(candidates, key=lambda p: p.remaining)
+    mid = victim.pos + victim.remaining // 2
+    new = Part(mid, victim.end)
+    victim.end = mid
+    return new
+
+
+def contiguous_end(parts: list[Part], cursor: int) -> int:
+    """How far the bytes from `cursor` onwards are written without a gap (for in-order hashing)."""
+    for p in sorted(parts, key=lambda p: p.start):
+        if p.end <= cursor:
+            continue
+        if p.start > cursor:
+            return cursor
+        if p.pos <= cursor:
+            return cursor
+        if p.pos < p.end:
+            return p.pos
+        cursor = p.end
+    return cursor
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rand: float) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]; `rand` in [0, 1)."""
+    return rand * min(cap, base * (2 ** attempt))
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as seconds: delta-seconds or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
+
+
+def parse_content_range(value: str | None) -> tuple[int, int, int | None] | None:
+    """'bytes 0-99/1000' -> (0, 99, 1000); None when absent or malformed."""
+    m = _CONTENT_RANGE.match(value or "")
+    if not m:
+        return None
+    total = None if m.group(3) == "*" else int(m.group(3))
+    return int(m.group(1)), int(m.group(2)), total

@@ -1,0 +1,377 @@
+"""One file over HTTP: parallel Range requests into a pre-sized file, resumable, verified before use.
+
+Workers take parts (see plan.py); an idle worker steals half of the largest remaining part, so the
+connections stay busy to the end. A hasher thread follows the written prefix, so the sha256 is ready
+moments after the last byte. Faults handled: dropped connections and short bodies (resume within the
+part), 429/503 with Retry-After, stalls (read timeout), a server that ignores Range (one stream from
+zero), a changed ETag or a failed checksum (start again, at most `restarts` times).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import random
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from catalog.errors import (
+    DiskFullError,
+    DownloadError,
+    IntegrityError,
+    NotFoundError,
+    SourceError,
+    StoreError,
+)
+from catalog.sources import ResolvedFile
+from catalog.sources.http import send
+from toolkit.download.config import DownloadConfig
+from toolkit.download.plan import (
+    Part,
+    backoff_delay,
+    contiguous_end,
+    parse_content_range,
+    parse_retry_after,
+    plan_parts,
+    split_largest,
+)
+from toolkit.download.progress import Progress
+from toolkit.download.state import PartialState, load_state, save_state
+
+
+class _Retry(Exception):
+    def __init__(self, reason: str, retry_after: float | None = None, stall: bool = False) -> None:
+        super().__init__(reason)
+        self.retry_after, self.stall = retry_after, stall
+
+
+class _NoRange(Exception):
+    """The server answered a Range request with the whole body."""
+
+
+class _Changed(Exception):
+    """The file changed on the server (ETag, size) while we were fetching it."""
+
+
+class _Hasher(threading.Thread):
+    """Hashes the written prefix of the data file as it grows (sha256, and git's blob sha1 if asked)."""
+
+    def __init__(self, transfer: FileTransfer, git: bool) -> None:
+        super().__init__(daemon=True, name="toolkit-hasher")
+        self.t, self.cursor, self.stop = transfer, 0, threading.Event()
+        self.sha256 = hashlib.sha256()
+        self.sha1 = hashlib.sha1(f"blob {transfer.size}\0".encode()) if git else None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            fd = os.open(self.t.data_path, os.O_RDONLY)
+        except OSError as e:
+            self.error = e
+            return
+        try:
+            while self.cursor < self.t.size and not self.stop.is_set():
+                with self.t.lock:
+                    avail = contiguous_end(self.t.state.parts, self.cursor)
+                if avail <= self.cursor:
+                    time.sleep(0.02)
+                    continue
+                data = os.pread(fd, min(avail - self.cursor, 1 << 20), self.cursor)
+                if not data:
+                    time.sleep(0.02)
+                    continue
+                self.sha256.update(data)
+                if self.sha1:
+                    self.sha1.update(data)
+                self.cursor += len(data)
+        except OSError as e:
+            self.error = e
+        finally:
+            os.close(fd)
+
+
+class FileTransfer:
+    """Fetch one file into `partial_dir/data` and verify it; `run()` returns (data path, sha256 hex)."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        rf: ResolvedFile,
+        partial_dir: Path,
+        config: DownloadConfig,
+        progress: Progress | None = None,
+        connection_slots: threading.Semaphore | None = None,
+    ) -> None:
+        if rf.size is None:
+            raise SourceError(f"{rf.url}: the source gave no size for {rf.path}")
+        self.client, self.rf, self.cfg = client, rf, config
+        self.size = rf.size
+        self.progress = progress or Progress()
+        self.slots = connection_slots or threading.Semaphore(config.connections)
+        self.dir = partial_dir
+        self.data_path, self.state_path = partial_dir / "data", partial_dir / "state.json"
+        self.lock = threading.Lock()
+        self.abort = threading.Event()
+        self.error: BaseException | None = None
+        self.active: list[Part] = []
+        self.fetched = 0  # bytes received from the network, including any thrown away
+        self.resumed_from = 0
+        self._last_save = 0.0
+        self._fd = -1
+        self.state = PartialState(self.size)
+
+    # -- state ---------------------------------------------------------------------------------
+    def _fresh_state(self, etag: str | None = None, ranges: bool = True) -> PartialState:
+        parts = plan_parts(self.size, self.cfg.connections, self.cfg.min_segment, self.cfg.max_segment)
+        return PartialState(self.size, etag, ranges, parts if ranges else [Part(0, self.size)])
+
+    def _open(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        loaded = load_state(self.state_path, self.data_path, self.size)
+        if loaded is None:
+            self.state = self._fresh_state()
+            with open(self.data_path, "wb") as f:
+                f.truncate(self.size)  # sparse: no space used until written
+            save_state(self.state_path, self.state)
+        else:
+            self.state = loaded
+        self.resumed_from = self.state.done_bytes
+        self._fd = os.open(self.data_path, os.O_WRONLY)
+
+    def _save(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_save < self.cfg.save_interval:
+            return
+        with self.lock:
+            snapshot = PartialState(self.size, self.state.etag, self.state.ranges,
+                                    [Part(p.start, p.end, p.done) for p in self.state.parts])
+            self._last_save = now
+        save_state(self.state_path, snapshot)
+
+    def _reset(self, ranges: bool, keep_etag: bool) -> None:
+        with self.lock:
+            self.state = self._fresh_state(self.state.etag if keep_etag else None, ranges)
+        self._save(force=True)
+
+    # -- workers -------------------------------------------------------------------------------
+    def _next_part(self) -> Part | None:
+        with self.lock:
+            for p in self.state.parts:
+                if not p.complete and p not in self.active:
+                    self.active.append(p)
+                    return p
+            if not self.state.ranges:
+                return None
+            new = split_largest(self.active, self.cfg.min_split)
+            if new is not None:
+                self.state.parts.append(new)
+                self.active.append(new)
+            return new
+
+    def _worker(self) -> None:
+        try:
+            while not self.abort.is_set():
+                part = self._next_part()
+                if part is None:
+                    return
+                try:
+                    self._fetch_part(part)
+                finally:
+                    with self.lock:
+                        self.active.remove(part)
+        except BaseException as e:  # handed to run(), which raises it in the caller's thread
+            with self.lock:
+                if self.error is None:
+                    self.error = e
+            self.abort.set()
+
+    def _fetch_part(self, part: Part) -> None:
+        attempts = stalls = 0
+        while not self.abort.is_set() and not part.complete:
+            start = part.pos
+            try:
+                with self.slots:
+                    self._stream(part)
+                if not part.complete and not self.abort.is_set():
+                    raise _Retry("the server closed the response early")
+            except (_Retry, httpx.TransportError) as e:
+                if isinstance(e, httpx.TransportError):
+                    stall = isinstance(e, httpx.ReadTimeout)
+                    e = _Retry(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__, stall=stall)
+                if part.pos > start:
+                    attempts = 0
+                if e.stall:
+                    stalls += 1
+                    if stalls > self.cfg.stall_retries:
+                        raise DownloadError(f"{self.rf.url}: stalled {stalls} times; giving up") from None
+                    delay = 0.0
+                else:
+                    attempts += 1
+                    if attempts > self.cfg.retries:
+                        raise DownloadError(f"{self.rf.url}: {e} (after {self.cfg.retries} retries)") from None
+                    if e.retry_after is not None:
+                        if e.retry_after > self.cfg.retry_after_max:
+                            raise DownloadError(f"{self.rf.url}: {e}; the server asks to wait {e.retry_after:.0f} s") from None
+                        delay = e.retry_after
+                    else:
+                        delay = backoff_delay(attempts - 1, self.cfg.backoff_base, self.cfg.backoff_max, random.random())
+                self.progress.note(f"{self.rf.path}: {e}; retrying in {delay:.1f} s")
+                if self.abort.wait(delay):
+                    return
+
+    def _stream(self, part: Part) -> None:
+        with self.lock:
+            ranges = self.state.ranges
+            if not ranges:
+                part.done = 0  # without Range there is no resuming: the stream starts from byte zero
+            start, end = part.pos, part.end
+        headers = {"Range": f"bytes={start}-{end - 1}"} if ranges else {}
+        response = send(self.client, "GET", self.rf.url, headers, self.rf.headers, stream=True)
+        try:
+            self._check_response(response, start, end, ranges)
+            for chunk in response.iter_raw(self.cfg.chunk_size):
+                if self.abort.is_set():
+                    return
+                with self.lock:
+                    self.fetched += len(chunk)
+                    n = min(len(chunk), part.end - part.pos)
+                    if n > 0:
+                        self._write(chunk[:n] if n < len(chunk) else chunk, part.pos)
+                        part.done += n
+                if n > 0:
+                    self.progress.advance(self.rf.path, n)
+                self._save()
+                if part.complete:
+                    return
+        finally:
+            response.close()
+
+    def _write(self, data: bytes, offset: int) -> None:
+        try:
+            os.pwrite(self._fd, data, offset)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFullError(f"{self.data_path}: the disk is full ({e.strerror})") from e
+            raise StoreError(f"{self.data_path}: cannot write: {e.strerror or e}") from e
+
+    def _check_response(self, r: httpx.Response, start: int, end: int, ranges: bool) -> None:
+        url, code = self.rf.url, r.status_code
+        if code in (404, 410):
+            raise NotFoundError(f"{url}: not found ({code})")
+        if code in (401, 403):
+            raise SourceError(f"{url}: access denied ({code}); check the token or the model's license gate")
+        if code == 416:
+            raise _Changed(f"the server says the range {start}-{end - 1} is not satisfiable")
+        if code == 429 or code >= 500:
+            raise _Retry(f"HTTP {code}", parse_retry_after(r.headers.get("retry-after")))
+        if code >= 400 or code not in (200, 206):
+            raise DownloadError(f"{url}: unexpected HTTP {code}")
+        etag = r.headers.get("x-linked-etag") or r.headers.get("etag")
+        with self.lock:
+            if etag and self.state.etag and etag != self.state.etag:
+                raise _Changed(f"the ETag changed from {self.state.etag} to {etag}")
+            if etag and not self.state.etag:
+                self.state.etag = etag
+        if code == 200:
+            if ranges:
+                raise _NoRange()
+            length = r.headers.get("content-length")
+            if length is not None and length.isdigit() and int(length) != self.size:
+                raise _Changed(f"the server now sends {length} bytes, expected {self.size}")
+            return
+        cr = parse_content_range(r.headers.get("content-range"))
+        if cr is None or cr[0] != start or cr[1] < start:
+            raise _Retry(f"the server sent range {r.headers.get('content-range')!r} for bytes={start}-{end - 1}")
+        if cr[2] is not None and cr[2] != self.size:
+            raise _Changed(f"the file is now {cr[2]} bytes, expected {self.size}")
+
+    # -- coordination --------------------------------------------------------------------------
+    def _run_workers(self) -> None:
+        self.abort.clear()
+        self.error = None
+        n = self.cfg.connections if self.state.ranges else 1
+        threads = [threading.Thread(target=self._worker, daemon=True, name="toolkit-dl") for _ in range(n)]
+        for t in threads:
+            t.start()
+        try:
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.2)
+        except BaseException:  # Ctrl-C: stop the workers; the state keeps what is on disk
+            self.abort.set()
+            for t in threads:
+                t.join(1.0)
+            raise
+        if self.error is not None:
+            raise self.error
+
+    def run(self) -> tuple[Path, str]:
+        """Fetch, verify size and digests, and return (data path, sha256). Raises on failure."""
+        self._open()
+        restarts = 0
+        self.progress.file_started(self.rf.path, self.size, self.resumed_from)
+        try:
+            while True:
+                hasher = _Hasher(self, git=bool(self.rf.git_sha1) and not self.rf.sha256)
+                hasher.start()
+                try:
+                    self._run_workers()
+                except _NoRange:
+                    hasher.stop.set()
+                    self.progress.note(f"{self.rf.path}: the server ignores Range; fetching in one stream")
+                    self._reset(ranges=False, keep_etag=True)
+                    continue
+                except _Changed as e:
+                    hasher.stop.set()
+                    restarts += 1
+                    if restarts > self.cfg.restarts:
+                        raise DownloadError(f"{self.rf.url}: the file keeps changing on the server ({e})") from None
+                    self.progress.note(f"{self.rf.path}: {e}; starting this file again")
+                    self._reset(ranges=self.state.ranges, keep_etag=False)
+                    continue
+                except BaseException:
+                    hasher.stop.set()
+                    raise
+                hasher.join()
+                if hasher.error is not None:
+                    raise StoreError(f"{self.data_path}: cannot read back: {hasher.error}")
+                problem = self._verify(hasher)
+                if problem is None:
+                    return self.data_path, hasher.sha256.hexdigest()
+                restarts += 1
+                if restarts > self.cfg.restarts:
+                    self.discard()
+                    raise IntegrityError(f"{self.rf.url}: {problem}; the bytes were discarded")
+                self.progress.note(f"{self.rf.path}: {problem}; downloading it again")
+                self._reset(ranges=self.state.ranges, keep_etag=False)
+        finally:
+            if self._fd >= 0:
+                try:
+                    self._save(force=True)
+                except OSError:
+                    pass
+                os.close(self._fd)
+                self._fd = -1
+
+    def _verify(self, hasher: _Hasher) -> str | None:
+        size = os.stat(self.data_path).st_size
+        if size != self.size or hasher.cursor != self.size:
+            return f"size {size} (hashed {hasher.cursor}) instead of {self.size}"
+        got = hasher.sha256.hexdigest()
+        if self.rf.sha256 and got != self.rf.sha256:
+            return f"sha256 {got} instead of {self.rf.sha256}"
+        if hasher.sha1 is not None and hasher.sha1.hexdigest() != self.rf.git_sha1:
+            return f"git blob sha1 {hasher.sha1.hexdigest()} instead of {self.rf.git_sha1}"
+        return None
+
+    def discard(self) -> None:
+        """Remove the partial data and state (after a final integrity failure)."""
+        for p in (self.data_path, self.state_path):
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass

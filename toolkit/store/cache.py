@@ -1,0 +1,204 @@
+"""What `toolkit cache` does: list variants, re-hash them, remove them, and reclaim unused space."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filelock import Timeout
+
+from catalog.errors import StoreError
+from toolkit import paths
+from toolkit.store.blobs import Store, sha256_file
+from toolkit.store.snapshots import last_used, snapshot_files
+
+BLOB_GRACE_S = 3600.0  # an unreferenced blob younger than this may belong to a download still linking it
+
+
+@dataclass
+class CachedVariant:
+    variant_id: str
+    path: Path
+    size: int
+    files: int
+    last_used: float | None
+    source: str
+    revision: str
+
+
+def list_cached(store: Store) -> list[CachedVariant]:
+    """Every complete variant in the store, with its size and when it was last used."""
+    out = []
+    for vid in sorted(paths.installed_variant_ids(store.root)):
+        record = paths.read_complete_marker(vid, store.root) or {}
+        files = snapshot_files(vid, store.root)
+        snap = paths.snapshot_dir(vid, store.root)
+        out.append(CachedVariant(vid, snap, sum(f.size for f in files), len(files), last_used(snap),
+                                 str(record.get("source", "")), str(record.get("revision", ""))))
+    return out
+
+
+@dataclass
+class VerifyResult:
+    variant_id: str
+    checked: int = 0
+    problems: list[str] = field(default_factory=list)
+    bad_blobs: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_variant(store: Store, variant_id: str) -> VerifyResult:
+    """Re-hash every file of a snapshot against its record; report missing, resized or altered files."""
+    result = VerifyResult(variant_id)
+    snap = paths.snapshot_dir(variant_id, store.root)
+    files = snapshot_files(variant_id, store.root)
+    if not files:
+        result.problems.append(f"{snap}: not a complete snapshot")
+        return result
+    for f in files:
+        result.checked += 1
+        target = snap / f.path
+        blob = store.blob_path(f.sha256)
+        for label, p in (("file", target), ("blob", blob)):
+            try:
+                size = p.stat().st_size
+            except OSError:
+                result.problems.append(f"{f.path}: {label} {p} is missing")
+                result.bad_blobs.append(f.sha256)
+                break
+            if size != f.size:
+                result.problems.append(f"{f.path}: {label} has {size} bytes, expected {f.size}")
+                result.bad_blobs.append(f.sha256)
+                break
+            if label == "blob" and target.samefile(blob):
+                continue
+            got = sha256_file(p)
+            if got != f.sha256:
+                result.problems.append(f"{f.path}: {label} sha256 {got}, expected {f.sha256}")
+                result.bad_blobs.append(f.sha256)
+                break
+    return result
+
+
+def forget_bad(store: Store, result: VerifyResult) -> None:
+    """Drop the bad blobs and the snapshot's completion marker so the next download fetches them again."""
+    for sha in set(result.bad_blobs):
+        store.blob_path(sha).unlink(missing_ok=True)
+    (paths.snapshot_dir(result.variant_id, store.root) / paths.COMPLETE_MARKER).unlink(missing_ok=True)
+
+
+def remove_variant(store: Store, variant_id: str) -> int:
+    """Delete a variant's snapshot folder and the blobs no other variant uses; return the bytes freed."""
+    snap = paths.snapshot_dir(variant_id, store.root)
+    if not snap.is_dir():
+        raise StoreError(f"{variant_id} is not in the store ({snap}); see `toolkit cache list`")
+    own = {f.sha256 for f in snapshot_files(variant_id, store.root)}
+    with store.lock(f"variant-{variant_id.replace(':', '@')}"):
+        shutil.rmtree(snap)
+    try:
+        snap.parent.rmdir()
+    except OSError:
+        pass
+    freed = 0
+    for sha in sorted(own - referenced_blobs(store)):
+        freed += _delete_blob(store, store.blob_path(sha)) or 0
+    return freed
+
+
+def _delete_blob(store: Store, blob: Path, dry_run: bool = False) -> int | None:
+    """Delete a blob unless a download holds its lock; return its size (None when left alone)."""
+    lock = store.lock(f"blob-{blob.name}")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return None
+    try:
+        size = blob.stat().st_size
+        if not dry_run:
+            blob.unlink()
+        return size
+    except OSError:
+        return None
+    finally:
+        lock.release()
+
+
+@dataclass
+class PruneReport:
+    removed_blobs: int = 0
+    removed_partials: int = 0
+    removed_variants: list[str] = field(default_factory=list)
+    freed_bytes: int = 0
+
+
+def referenced_blobs(store: Store) -> set[str]:
+    return {f.sha256 for vid in paths.installed_variant_ids(store.root) for f in snapshot_files(vid, store.root)}
+
+
+def _incomplete_snapshots(store: Store) -> list[Path]:
+    base = store.root / "snapshots"
+    out = []
+    for name_dir in sorted(base.iterdir()) if base.is_dir() else []:
+        for version_dir in sorted(name_dir.iterdir()) if name_dir.is_dir() else []:
+            if not (version_dir / paths.COMPLETE_MARKER).is_file():
+                out.append(version_dir)
+    return out
+
+
+def collect_garbage(store: Store, unused_days: float | None = None, partial_age_s: float = 86400.0,
+                    grace_s: float = BLOB_GRACE_S, dry_run: bool = False) -> PruneReport:
+    """Remove variants unused for `unused_days` (if given), then unreferenced blobs, stale partials,
+    and incomplete snapshot folders. Anything locked by a running download is left alone."""
+    report = PruneReport()
+    now = time.time()
+    if unused_days is not None:
+        for cv in list_cached(store):
+            if cv.last_used is not None and now - cv.last_used > unused_days * 86400:
+                report.removed_variants.append(cv.variant_id)
+                report.freed_bytes += cv.size if dry_run else remove_variant(store, cv.variant_id)
+    keep = referenced_blobs(store)
+    for blob in store.iter_blobs():
+        if blob.name in keep:
+            continue
+        if now - blob.stat().st_mtime < grace_s:
+            continue
+        freed = _delete_blob(store, blob, dry_run)
+        if freed is not None:
+            report.removed_blobs += 1
+            report.freed_bytes += freed
+    for d in _partials_older_than(store, partial_age_s):
+        lock = store.lock(f"blob-{d.name}")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            continue
+        try:
+            report.removed_partials += 1
+            report.freed_bytes += sum(p.stat().st_blocks * 512 for p in d.iterdir() if p.is_file())
+            if not dry_run:
+                shutil.rmtree(d, ignore_errors=True)
+        finally:
+            lock.release()
+    if not dry_run:
+        for snap in _incomplete_snapshots(store):
+            shutil.rmtree(snap, ignore_errors=True)
+    return report
+
+
+def _partials_older_than(store: Store, age_s: float) -> list[Path]:
+    base = store.root / "partial"
+    now = time.time()
+    out = []
+    for d in sorted(base.iterdir()) if base.is_dir() else []:
+        try:
+            newest = max((p.stat().st_mtime for p in d.iterdir()), default=d.stat().st_mtime)
+        except OSError:
+            continue
+        if now - newest >= age_s:
+            out.append(d)
+    return out

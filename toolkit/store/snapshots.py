@@ -1,0 +1,102 @@
+"""Per-variant snapshot folders: hard links to blobs (copies where links fail), completion marker last."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from catalog.errors import StoreError
+from toolkit import paths
+from toolkit.store.blobs import Store
+from toolkit.store.safety import safe_join
+
+LAST_USED = Path(".toolkit") / "last_used"
+
+
+@dataclass(frozen=True)
+class SnapshotFile:
+    path: str
+    size: int
+    sha256: str
+
+
+def _place(blob: Path, target: Path) -> None:
+    """Link (or copy, then rename) a blob to `target`, replacing whatever was there."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    try:
+        tmp.unlink()
+    except FileNotFoundError:
+        pass
+    try:
+        os.link(blob, tmp)
+    except OSError:
+        shutil.copyfile(blob, tmp)
+    os.replace(tmp, target)
+
+
+def write_snapshot(store: Store, variant_id: str, files: list[SnapshotFile], meta: dict) -> Path:
+    """Build snapshots/<name>/<version>/ from blobs; `.toolkit/complete.json` is written last, atomically."""
+    snap = paths.snapshot_dir(variant_id, store.root)
+    marker = snap / paths.COMPLETE_MARKER
+    with store.lock(f"variant-{variant_id.replace(':', '@')}"):
+        try:
+            marker.unlink()
+        except FileNotFoundError:
+            pass
+        snap.mkdir(parents=True, exist_ok=True)
+        wanted = set()
+        for f in files:
+            target = safe_join(snap, f.path, where=variant_id)
+            blob = store.blob_path(f.sha256)
+            if not blob.is_file():
+                raise StoreError(f"{blob}: blob missing while building the snapshot of {variant_id}")
+            _place(blob, target)
+            wanted.add(target)
+        for p in sorted(snap.rglob("*"), reverse=True):  # files left from an older snapshot go
+            if p.is_file() and p not in wanted and ".toolkit" not in p.relative_to(snap).parts:
+                p.unlink()
+        record = dict(meta, variant_id=variant_id, completed_at=time.time(),
+                      files=[{"path": f.path, "size": f.size, "sha256": f.sha256} for f in files])
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        tmp = marker.with_name(marker.name + ".tmp")
+        tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+        os.replace(tmp, marker)
+        touch_last_used(snap)
+    return snap
+
+
+def touch_last_used(snap: Path) -> None:
+    """Record that a variant was used now (`cache list` shows it; `cache prune --unused-days` reads it)."""
+    p = snap / LAST_USED
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(str(time.time()), encoding="utf-8")
+    except OSError:
+        pass
+
+
+def last_used(snap: Path) -> float | None:
+    try:
+        return float((snap / LAST_USED).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        try:
+            return (snap / paths.COMPLETE_MARKER).stat().st_mtime
+        except OSError:
+            return None
+
+
+def snapshot_files(variant_id: str, root: Path) -> list[SnapshotFile]:
+    """The files a complete snapshot records (empty when it is not complete)."""
+    record = paths.read_complete_marker(variant_id, root) or {}
+    out = []
+    for f in record.get("files", []):
+        try:
+            out.append(SnapshotFile(str(f["path"]), int(f["size"]), str(f["sha256"])))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
