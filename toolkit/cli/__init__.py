@@ -15,6 +15,7 @@ from catalog.errors import ToolkitError
 
 COMMAND_MODULES = (
     "toolkit.cli.catalog_cmds",
+    "toolkit.cli.download_cmds",
 )
 
 app = typer.Typer(
