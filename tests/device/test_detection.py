@@ -123,3 +123,13 @@ def test_the_command_runner_turns_failures_into_probe_failed():
         subprocess_runner(["sleep", "5"], 0.2)
     with pytest.raises(ProbeFailed, match="exited 3"):
         subprocess_runner(["sh", "-c", "exit 3"], 5.0)
+
+
+def test_apple_silicon_reports_the_neural_engine_but_runs_the_cpu_build():
+    report = detect(recorded_sources(MACHINES / "apple-m3-macos"))
+    assert report.cpu.model == "Apple M3" and report.cpu.physical_cores == 8
+    assert {"bf16", "i8mm", "dotprod", "neon"} <= set(report.cpu.features) and "sme" not in report.cpu.features
+    assert [(n.vendor, n.name) for n in report.npus] == [("apple", "Apple Neural Engine")]
+    assert "CoreMLExecutionProvider" in {e.name for e in report.execution_providers}
+    for m in Catalog.load():
+        assert select_variant(m, report.profile()).variant.device == "cpu"

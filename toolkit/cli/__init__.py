@@ -26,6 +26,23 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+
+def _version(value: bool) -> None:
+    if value:
+        from toolkit import __version__
+
+        print(f"toolkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Find, download and run local LLMs on your NPU, GPU or CPU."""
+
+
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
 
