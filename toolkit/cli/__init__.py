@@ -16,6 +16,7 @@ from catalog.errors import ToolkitError
 COMMAND_MODULES = (
     "toolkit.cli.catalog_cmds",
     "toolkit.cli.download_cmds",
+    "toolkit.cli.run_cmds",
 )
 
 app = typer.Typer(

@@ -110,7 +110,7 @@ class DecoderPipeline:
         self._plan_kv()
         self._plan_window()
         self.position = 0
-        self._store: dict[str, Any] = {}
+        self.ort_seconds = 0.0  # time spent inside onnxruntime, for overhead profiling
 
     # ---- load-time analysis -------------------------------------------------------------------------------
     def _managed_inputs(self) -> set[str]:
@@ -323,7 +323,9 @@ class DecoderPipeline:
                     binding.bind_ortvalue_output(name, self._kv_values[name])
                 else:
                     binding.bind_output(name, "cpu")
+            t0 = time.perf_counter()
             r.session.run_with_iobinding(binding, r.run_options)
+            self.ort_seconds += time.perf_counter() - t0
             for name, value in zip(r.outputs, binding.get_outputs(), strict=True):
                 if name == logits_name:
                     logits = value

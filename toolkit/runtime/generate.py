@@ -1,0 +1,218 @@
+"""Generation in three layers, as in mlx-lm: tokens, then events, then a joined result.
+
+- `generate_step(model, prompt_ids, ...)` yields token ids (prefill, then one decode per token).
+- `stream_generate(model, prompt, ...)` adds detokenizing, stop tokens and strings, the reasoning
+  split and timing; it yields `GenerationEvent`s and ends with one of kind "done" carrying stats.
+- `generate(...)` joins the events into a `GenerationResult`.
+The CLI and the server both consume `stream_generate`.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from catalog.errors import PackageError
+from toolkit.runtime.detokenizer import StreamingDetokenizer
+from toolkit.runtime.model import LocalModel
+from toolkit.runtime.sampler import SamplingParams, sample
+from toolkit.runtime.textstream import ReasoningSplitter, StopStrings
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """What to generate: how many tokens, how to sample, when to stop."""
+
+    max_new_tokens: int = 512
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    stop: tuple[str, ...] = ()
+    stop_token_ids: tuple[int, ...] = ()
+    ignore_eos: bool = False
+    truncate: bool = False
+    reuse_cache: bool = True
+
+
+@dataclass
+class GenerationStats:
+    """Timings of one generation. decode_tps = (N-1) / time of tokens 2..N, as BENCHMARKS.md defines it."""
+
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+    generated_tokens: int = 0
+    ttft_s: float = 0.0
+    prefill_tps: float = 0.0
+    decode_tps: float = 0.0
+    decode_s: float = 0.0
+    total_s: float = 0.0
+    peak_rss_bytes: int = 0
+    finish_reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class GenerationEvent:
+    """One piece of the stream: kind is "reasoning", "answer" or "done" (the last, with stats)."""
+
+    kind: str
+    text: str = ""
+    stats: GenerationStats | None = None
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    reasoning: str
+    stats: GenerationStats
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process so far."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _prepare(model: LocalModel, prompt_ids: list[int], config: GenerationConfig) -> tuple[list[int], int]:
+    """Fit the prompt to the context (error, or keep the tail when truncating); how much cached KV to reuse."""
+    room = model.context_length - config.max_new_tokens
+    if len(prompt_ids) > room:
+        if not config.truncate or room <= 0:
+            raise PackageError(
+                f"{model.folder}: the prompt has {len(prompt_ids)} tokens and {config.max_new_tokens} new tokens "
+                f"were asked for, but the context holds {model.context_length}; shorten the prompt, lower "
+                f"--max-tokens, or pass --truncate to drop the oldest tokens"
+            )
+        prompt_ids = prompt_ids[len(prompt_ids) - room:]
+    reuse = 0
+    if config.reuse_cache and model.pipeline.kv_mode in ("static", "shared"):
+        cached = model.cached_ids
+        limit = min(len(cached), len(prompt_ids) - 1)
+        while reuse < limit and cached[reuse] == prompt_ids[reuse]:
+            reuse += 1
+    return prompt_ids, reuse
+
+
+def generate_step(
+    model: LocalModel,
+    prompt_ids: Sequence[int],
+    config: GenerationConfig,
+    cancel: threading.Event | None = None,
+    timings: dict[str, float] | None = None,
+) -> Iterator[int]:
+    """Yield generated token ids until a stop token, the token limit or `cancel` is set (stop tokens not yielded)."""
+    ids, reuse = _prepare(model, list(prompt_ids), config)
+    pipeline = model.pipeline
+    timings = timings if timings is not None else {}
+    timings["prompt_tokens"], timings["reused_tokens"] = len(ids), reuse
+    stops = set() if config.ignore_eos else set(model.eos_ids)
+    stops.update(config.stop_token_ids)
+    rng = np.random.default_rng(config.sampling.seed)
+    history: list[int] = list(ids)
+    pipeline.reset()
+    pipeline.position = reuse
+    model.cached_ids = []
+    start = time.perf_counter()
+    logits = pipeline.prefill(ids[reuse:])
+    model.cached_ids = list(ids)
+    timings["prefill_s"] = time.perf_counter() - start
+    for n in range(config.max_new_tokens):
+        token = sample(logits, config.sampling, history, rng)
+        if n == 0:
+            timings["first_token_at"] = time.perf_counter()
+        if token in stops:
+            timings["finish_reason_stop"] = 1
+            return
+        history.append(token)
+        yield token
+        if cancel is not None and cancel.is_set():
+            return
+        if n + 1 < config.max_new_tokens:
+            logits = pipeline.decode(token)
+            model.cached_ids.append(token)
+
+
+def stream_generate(
+    model: LocalModel,
+    prompt: str | list[dict[str, Any]] | Sequence[int],
+    config: GenerationConfig | None = None,
+    cancel: threading.Event | None = None,
+) -> Iterator[GenerationEvent]:
+    """Events for a prompt given as chat messages, plain text (chat template applied) or token ids."""
+    config = config or GenerationConfig()
+    tok = model.tokenizer
+    if isinstance(prompt, str):
+        prompt = [{"role": "user", "content": prompt}]
+    if prompt and isinstance(prompt[0], dict):
+        text = tok.render_chat(list(prompt))
+        ids = tok.encode_chat(list(prompt))
+        opens = model.prompt_opens_reasoning(text)
+    else:
+        ids, opens = [int(t) for t in prompt], False
+    m = model.markers
+    splitter = ReasoningSplitter(m.reasoning_start, m.reasoning_end, in_reasoning=opens)
+    stopper = StopStrings([*m.stop, *config.stop])
+    detok = StreamingDetokenizer(tok)
+    stats = GenerationStats()
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    finish = "length"
+    try:
+        for token in generate_step(model, ids, config, cancel, timings):
+            stats.generated_tokens += 1
+            safe, stopped = stopper.feed(detok.add(token))
+            for kind, piece in splitter.feed(safe):
+                yield GenerationEvent(kind, piece)
+            if stopped:
+                finish = "stop"
+                break
+        else:
+            if timings.get("finish_reason_stop"):
+                finish = "stop"
+            elif cancel is not None and cancel.is_set():
+                finish = "cancelled"
+        if finish != "stop":
+            safe, _ = stopper.feed(detok.flush())
+            for kind, piece in splitter.feed(safe + stopper.flush()):
+                yield GenerationEvent(kind, piece)
+        for kind, piece in splitter.flush():
+            yield GenerationEvent(kind, piece)
+    finally:
+        end = time.perf_counter()
+        stats.prompt_tokens = int(timings.get("prompt_tokens", len(ids)))
+        stats.reused_tokens = int(timings.get("reused_tokens", 0))
+        first = timings.get("first_token_at")
+        if first is not None:
+            stats.ttft_s = first - start
+            processed = stats.prompt_tokens - stats.reused_tokens
+            stats.prefill_tps = processed / timings["prefill_s"] if timings.get("prefill_s") else 0.0
+            stats.decode_s = end - first
+            if stats.generated_tokens > 1:
+                stats.decode_tps = (stats.generated_tokens - 1) / max(stats.decode_s, 1e-9)
+        stats.total_s = end - start
+        stats.peak_rss_bytes = peak_rss_bytes()
+        stats.finish_reason = finish
+    yield GenerationEvent("done", stats=stats)
+
+
+def generate(
+    model: LocalModel,
+    prompt: str | list[dict[str, Any]] | Sequence[int],
+    config: GenerationConfig | None = None,
+) -> GenerationResult:
+    """The whole reply at once: answer text, reasoning text and stats."""
+    parts: dict[str, list[str]] = {"answer": [], "reasoning": []}
+    stats = GenerationStats()
+    for event in stream_generate(model, prompt, config):
+        if event.kind == "done":
+            stats = event.stats or stats
+        else:
+            parts[event.kind].append(event.text)
+    return GenerationResult("".join(parts["answer"]), "".join(parts["reasoning"]), stats)
