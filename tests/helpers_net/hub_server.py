@@ -43,6 +43,7 @@ class Faults:
     stall_seconds: float = 0.0
     stall_times: int = 0
     redirect_to: str | None = None  # answer resolve/ with 302 to this base URL + same path
+    claimed_size: int | None = None  # the size the revision API reports instead of the real one
 
 
 @dataclass
@@ -98,7 +99,7 @@ class HubServer:
         self.requests: list[dict] = []
         self._sha: dict[tuple[str, str], str] = {}
         self.httpd = _QuietServer(("127.0.0.1", port), _make_handler(self))
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def url(self) -> str:
@@ -129,9 +130,10 @@ class HubServer:
     def revision_json(self, repo: str) -> dict:
         siblings = []
         for path, f in sorted(self.repos[repo].items()):
-            entry: dict = {"rfilename": path, "size": f.size}
+            size = f.faults.claimed_size or f.size
+            entry: dict = {"rfilename": path, "size": size}
             if f.lfs:
-                entry["lfs"] = {"sha256": self._sha[(repo, path)], "size": f.size}
+                entry["lfs"] = {"sha256": self._sha[(repo, path)], "size": size}
             else:
                 entry["blobId"] = hashlib.sha1(f"blob {f.size}\0".encode() + (f.data or b"")).hexdigest()
             siblings.append(entry)
