@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "toolkit.cli.catalog_cmds",
     "toolkit.cli.download_cmds",
     "toolkit.cli.run_cmds",
+    "toolkit.cli.build_cmds",
 )
 
 app = typer.Typer(

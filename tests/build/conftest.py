@@ -1,0 +1,1 @@
+from tests.helpers.fixtures import *  # noqa: F401,F403

@@ -1,0 +1,109 @@
+"""Float and cpu-int4 packages: exact against the numpy reference, and runnable by onnxruntime-genai."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.helpers.reference import ReferenceModel
+from toolkit.build.evaluate import PackageRunner
+
+
+@pytest.fixture(scope="module")
+def stories_reference(stories_checkpoint):
+    return ReferenceModel(stories_checkpoint)
+
+
+def _genai_greedy(package, prompt, n_new):
+    og = pytest.importorskip("onnxruntime_genai")
+    model = og.Model(str(package))
+    params = og.GeneratorParams(model)
+    params.set_search_options(do_sample=False)
+    gen = og.Generator(model, params)
+    gen.append_tokens(prompt)
+    out = list(prompt)
+    while len(out) < len(prompt) + n_new:
+        gen.generate_next_token()
+        out.append(int(gen.get_next_tokens()[0]))
+    return out
+
+
+def test_stories_float_logits_match_reference_within_1e4(stories_float_package, stories_reference):
+    ids = stories_reference.greedy([1], 150)  # 151 tokens: three windows, the last one padded
+    logits = PackageRunner(stories_float_package).sequence_logits(ids)
+    assert np.abs(logits - stories_reference.logits(ids)).max() < 1e-4
+
+
+def test_stories_float_greedy_200_from_bos_equals_reference(stories_float_package, stories_reference):
+    expected = stories_reference.greedy([1], 200)
+    assert PackageRunner(stories_float_package).greedy([1], 200) == expected
+
+
+def test_genai_runs_stories_float_package_to_the_reference_tokens(stories_float_package, stories_reference):
+    assert _genai_greedy(stories_float_package, [1], 200) == stories_reference.greedy([1], 200)
+
+
+def test_genai_handles_a_prompt_longer_than_one_window(stories_float_package, stories_reference):
+    prompt = stories_reference.greedy([1], 99)  # 100 tokens: windows of 64 + 36 (padded)
+    assert _genai_greedy(stories_float_package, prompt, 30) == stories_reference.greedy(prompt, 30)
+
+
+def test_qwen2_with_biases_and_gqa_matches_reference(tiny_qwen2_float_package, tiny_qwen2_checkpoint):
+    ref = ReferenceModel(tiny_qwen2_checkpoint)
+    ids = ref.greedy([1, 17, 33], 80)
+    runner = PackageRunner(tiny_qwen2_float_package)
+    assert np.abs(runner.sequence_logits(ids) - ref.logits(ids)).max() < 1e-4
+    assert _genai_greedy(tiny_qwen2_float_package, [1, 17, 33], 80) == ids
+
+
+def test_tiny_llama_fp16_checkpoint_builds_and_matches(tmp_path, tiny_llama_checkpoint):
+    from toolkit.build import BuildOptions, build_package
+
+    build_package(tiny_llama_checkpoint, tmp_path / "pkg", BuildOptions(target="float", context_length=128))
+    ref = ReferenceModel(tiny_llama_checkpoint)
+    ids = ref.greedy([1, 2, 3], 40)
+    assert np.abs(PackageRunner(tmp_path / "pkg").sequence_logits(ids) - ref.logits(ids)).max() < 1e-4
+
+
+def test_cpu_int4_package_uses_matmulnbits_and_gather_block_quantized(tiny_qwen2_cpu_int4_package):
+    import onnx
+
+    ops = {}
+    for name in ("embeddings.onnx", "transformer.onnx", "lm_head.onnx"):
+        m = onnx.load(str(tiny_qwen2_cpu_int4_package / name), load_external_data=False)
+        ops[name] = {n.op_type for n in m.graph.node}
+        for n in m.graph.node:
+            if n.op_type == "MatMulNBits":
+                attrs = {a.name: a.i for a in n.attribute}
+                assert attrs["bits"] == 4 and attrs["block_size"] == 32 and attrs["accuracy_level"] == 4
+    assert "GatherBlockQuantized" in ops["embeddings.onnx"]
+    assert "MatMulNBits" in ops["lm_head.onnx"]
+    assert "GroupQueryAttention" in ops["transformer.onnx"]
+    assert "MatMul" not in ops["transformer.onnx"]
+
+
+def test_cpu_int4_qwen2_runs_in_genai_and_mostly_agrees(tiny_qwen2_cpu_int4_package, tiny_qwen2_checkpoint):
+    ref = ReferenceModel(tiny_qwen2_checkpoint)
+    ids = ref.greedy([1, 17, 33], 60)
+    logits = PackageRunner(tiny_qwen2_cpu_int4_package).sequence_logits(ids)
+    expected = ref.logits(ids)
+    rel_rms = np.sqrt(np.mean((logits - expected) ** 2) / np.mean(expected ** 2))
+    assert rel_rms < 0.3  # int4 noise, not a wiring error (a wrong layout gives ~1.0 or more)
+    assert np.mean(logits.argmax(-1) == expected.argmax(-1)) > 0.5
+    assert len(_genai_greedy(tiny_qwen2_cpu_int4_package, [1, 17, 33], 20)) == 23
+
+
+def test_genai_config_is_a_decoder_pipeline_with_static_kv(stories_float_package):
+    cfg = json.loads((stories_float_package / "genai_config.json").read_text())
+    dec = cfg["model"]["decoder"]
+    assert cfg["model"]["type"] == "decoder-pipeline"
+    assert [next(iter(s)) for s in dec["pipeline"]] == ["embeddings", "context", "iterator", "lm_head"]
+    assert dec["sliding_window"] == {"window_size": 64, "pad_value": 0, "alignment": "left",
+                                     "slide_key_value_cache": False}
+    assert dec["inputs"]["past_sequence_length"] == "past_seq_len"
+    assert cfg["search"]["max_length"] == cfg["model"]["context_length"] == 512
+    stages = {k: v for s in dec["pipeline"] for k, v in s.items()}
+    assert stages["context"]["run_on_token_gen"] is False and stages["iterator"]["run_on_prompt"] is False
+    assert stages["lm_head"]["is_lm_head"] is True

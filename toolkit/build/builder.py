@@ -1,0 +1,133 @@
+"""`build_package`: checkpoint folder -> runnable decoder-pipeline package (float, cpu-int4, npu-qdq)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from catalog.errors import BuildError
+from toolkit.build.checkpoint import Checkpoint
+from toolkit.build.linear import FloatLinear, NBitsLinear
+from toolkit.build.package import (
+    EMBEDDINGS,
+    LM_HEAD,
+    TRANSFORMER,
+    copy_tokenizer,
+    genai_config,
+    write_manifest,
+)
+from toolkit.build.stages import build_embeddings, build_lm_head
+from toolkit.build.transformer import GraphSpec, LayerWeights, build_transformer
+
+TARGETS = ("float", "cpu-int4", "npu-qdq")
+
+
+@dataclass
+class BuildOptions:
+    """Everything `toolkit build` can be told; defaults follow DESIGN.md."""
+
+    target: str = "cpu-int4"
+    context_length: int = 4096
+    window: int = 64
+    rotate: bool = True  # npu-qdq: QuaRot
+    weight_method: str = "rtn"  # npu-qdq: rtn or gptq
+    calibration_text: Path | None = None  # npu-qdq: text for activation ranges (and GPTQ)
+    calibration_tokens: int = 512
+    online_hadamard: bool = True  # npu-qdq: Hadamard before down_proj when a construction exists
+    keep_float: tuple[str, ...] = ("masked_scores",)  # npu-qdq: tensors left unquantized (substring match)
+    seed: int = 0
+    overwrite: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def checkpoint_layer(ckpt: Checkpoint, i: int) -> LayerWeights:
+    """One layer's weights as stored (norm scales kept in the norms)."""
+    cfg = ckpt.config
+    p = f"model.layers.{i}."
+
+    def bias(name: str):
+        return ckpt.tensor(p + name) if cfg.attention_bias and ckpt.has(p + name) else None
+
+    return LayerWeights(
+        q=ckpt.tensor(p + "self_attn.q_proj.weight"), k=ckpt.tensor(p + "self_attn.k_proj.weight"),
+        v=ckpt.tensor(p + "self_attn.v_proj.weight"), o=ckpt.tensor(p + "self_attn.o_proj.weight"),
+        gate=ckpt.tensor(p + "mlp.gate_proj.weight"), up=ckpt.tensor(p + "mlp.up_proj.weight"),
+        down=ckpt.tensor(p + "mlp.down_proj.weight"),
+        q_bias=bias("self_attn.q_proj.bias"), k_bias=bias("self_attn.k_proj.bias"),
+        v_bias=bias("self_attn.v_proj.bias"),
+        input_norm=ckpt.tensor(p + "input_layernorm.weight"),
+        post_norm=ckpt.tensor(p + "post_attention_layernorm.weight"),
+    )
+
+
+def _check_options(ckpt: Checkpoint, opts: BuildOptions) -> None:
+    if opts.target not in TARGETS:
+        raise BuildError(f"--target: {opts.target!r} is not one of {', '.join(TARGETS)}")
+    if opts.window < 1 or opts.context_length < opts.window:
+        raise BuildError(f"--window {opts.window} / --context-length {opts.context_length}: need 1 <= window <= context")
+    if opts.context_length % opts.window:
+        raise BuildError(f"--context-length {opts.context_length} must be a multiple of --window {opts.window}")
+    if opts.target == "npu-qdq" and opts.calibration_text is None:
+        raise BuildError("--target npu-qdq needs --calibration-text FILE (activation ranges come from real text)")
+    if opts.calibration_text is not None and not Path(opts.calibration_text).is_file():
+        raise BuildError(f"{opts.calibration_text}: calibration text file does not exist")
+    if ckpt.config.num_heads % ckpt.config.num_kv_heads:
+        raise BuildError(f"{ckpt.folder / 'config.json'}: num_attention_heads is not a multiple of num_key_value_heads")
+
+
+def _write_cpu_stages(ckpt: Checkpoint, opts: BuildOptions, out: Path) -> tuple[str, str]:
+    quantized = opts.target == "cpu-int4"
+    linear = NBitsLinear() if quantized else FloatLinear()
+    # ORT's GroupQueryAttention needs head_size % 16 == 0; smaller heads (stories260K: 8) use plain ops.
+    attention = "gqa" if ckpt.config.head_dim % 16 == 0 else "explicit"
+    spec = GraphSpec(attention=attention, context_length=opts.context_length, seq_len=None)
+    build_embeddings(ckpt.tensor("model.embed_tokens.weight"), quantized).save(out / EMBEDDINGS)
+    build_lm_head(ckpt.lm_head(), quantized).save(out / LM_HEAD)
+    g = build_transformer(ckpt.config, lambda i: checkpoint_layer(ckpt, i), ckpt.tensor("model.norm.weight"),
+                          linear, spec)
+    g.save(out / TRANSFORMER)
+    return TRANSFORMER, TRANSFORMER
+
+
+def build_package(checkpoint: str | Path, out: str | Path, opts: BuildOptions | None = None) -> dict:
+    """Build a package into `out` (written to a temporary folder first, then moved); returns the manifest."""
+    opts = opts or BuildOptions()
+    ckpt = Checkpoint(checkpoint)
+    _check_options(ckpt, opts)
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not opts.overwrite:
+        raise BuildError(f"{out}: output folder exists and is not empty (pass --overwrite to replace it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    tmp.chmod(0o755)
+    try:
+        if opts.target == "npu-qdq":
+            from toolkit.build.npu import write_npu_stages
+
+            context_file, iterator_file, quant_info = write_npu_stages(ckpt, opts, tmp)
+        else:
+            context_file, iterator_file = _write_cpu_stages(ckpt, opts, tmp)
+            quant_info = ({"weights": "int4 block 32 asymmetric (MatMulNBits, accuracy_level 4)",
+                           "embeddings": "int4 block 32 (GatherBlockQuantized)", "lm_head": "int4 block 32"}
+                          if opts.target == "cpu-int4" else {"weights": "fp32"})
+        config = genai_config(ckpt, context_file, iterator_file, opts.context_length, opts.window)
+        (tmp / "genai_config.json").write_text(json.dumps(config, indent=4) + "\n")
+        copy_tokenizer(ckpt, tmp)
+        manifest = write_manifest(tmp, {
+            "format": "toolkit-package/1", "target": opts.target, "architecture": ckpt.config.model_type,
+            "context_length": opts.context_length, "window": opts.window, "quantization": quant_info,
+            "source": str(ckpt.folder), "build_seconds": round(time.perf_counter() - t0, 2),
+        })
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest

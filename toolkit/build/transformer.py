@@ -1,0 +1,237 @@
+"""The decoder layers as one ONNX graph (the `context` and `iterator` stages).
+
+Inputs: input_hidden_states [1, S, H], past_keys_%d / past_values_%d [1, kv, ctx, hd] (static),
+past_seq_len int32 [1, 1] (index of the last token of this step, GQA's seqlens_k) and
+total_seq_len int32 [1]. Outputs: output_hidden_states (after the final norm) and
+present_keys_%d / present_values_%d, the same static buffers with this step's rows written.
+Two attention forms: GroupQueryAttention (CPU) and plain ops that QNN's HTP runs (NPU).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from onnx import TensorProto
+
+from toolkit.build.checkpoint import ModelConfig
+from toolkit.build.graph import MS_DOMAIN, Graph
+from toolkit.build.linear import ActHook, no_qdq
+
+Linear = Callable[[Graph, str, str, np.ndarray, np.ndarray | None], str]
+
+
+@dataclass
+class LayerWeights:
+    """One decoder layer; weights are [out, in]. Norm scales of None were folded into the linears."""
+
+    q: np.ndarray
+    k: np.ndarray
+    v: np.ndarray
+    o: np.ndarray
+    gate: np.ndarray
+    up: np.ndarray
+    down: np.ndarray
+    q_bias: np.ndarray | None = None
+    k_bias: np.ndarray | None = None
+    v_bias: np.ndarray | None = None
+    input_norm: np.ndarray | None = None
+    post_norm: np.ndarray | None = None
+    down_hadamard: tuple[np.ndarray, np.ndarray] | None = None  # online x -> x (Ha kron Hb) before down
+
+
+@dataclass
+class GraphSpec:
+    """How to write the graph: attention form, norm form, static sequence length, KV length."""
+
+    attention: str  # "gqa" (CPU, needs head_dim % 16 == 0) or "explicit" (plain ops)
+    context_length: int
+    seq_len: int | None  # None: dynamic (CPU); 64 or 1: static (NPU)
+    fused_norm: bool = True
+
+
+def rope_tables(cfg: ModelConfig, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin [length, head_dim / 2] for rotate-half RoPE."""
+    half = cfg.head_dim // 2
+    inv = 1.0 / (cfg.rope_theta ** (np.arange(0, half, dtype=np.float64) * 2 / cfg.head_dim))
+    ang = np.arange(length, dtype=np.float64)[:, None] * inv[None, :]
+    return np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
+
+
+def _rms_norm(g: Graph, x: str, gamma: np.ndarray | None, eps: float, name: str, spec: GraphSpec,
+              hidden: int, act: ActHook) -> str:
+    if spec.fused_norm:
+        scale = gamma if gamma is not None else np.ones(hidden, np.float32)
+        return g.op("SimplifiedLayerNormalization", [x, g.init(name + ".weight", scale.astype(np.float32))],
+                    name=name, axis=-1, epsilon=eps, stash_type=1)
+    sq = act(g, g.op("Mul", [x, x], name=name + "/sq"))
+    ms = act(g, g.op("ReduceMean", [sq, g.const([-1])], name=name + "/mean", keepdims=1))
+    ms = act(g, g.op("Add", [ms, g.const(eps, np.float32)], name=name + "/eps"))
+    rms = act(g, g.op("Sqrt", [ms], name=name + "/sqrt"))
+    y = g.op("Div", [x, rms], name=name + "/div")
+    if gamma is not None:
+        y = g.op("Mul", [act(g, y), g.init(name + ".weight", gamma.astype(np.float32))], name=name + "/scale")
+    return act(g, y)
+
+
+def _mlp(g: Graph, x: str, lw: LayerWeights, name: str, linear: Linear, act: ActHook) -> str:
+    gate = act(g, linear(g, x, name + ".gate_proj", lw.gate, None))
+    up = act(g, linear(g, x, name + ".up_proj", lw.up, None))
+    sig = act(g, g.op("Sigmoid", [gate], name=name + "/sigmoid"))
+    silu = act(g, g.op("Mul", [gate, sig], name=name + "/silu"))
+    mid = act(g, g.op("Mul", [silu, up], name=name + "/mul"))
+    if lw.down_hadamard is not None:
+        mid = _online_hadamard(g, mid, lw.down_hadamard, name + "/had", act)
+    return act(g, linear(g, mid, name + ".down_proj", lw.down, None))
+
+
+def _online_hadamard(g: Graph, x: str, mats: tuple[np.ndarray, np.ndarray], name: str, act: ActHook) -> str:
+    """x -> x (Ha kron Hb) in Kronecker form: reshape to [.., a, b], Ha^T X Hb, reshape back."""
+    ha, hb = mats
+    a, b = ha.shape[0], hb.shape[0]
+    xs = g.op("Reshape", [x, g.const([0, 0, a, b])], name=name + "/split")
+    y = act(g, g.op("MatMul", [xs, g.init(name + ".hb", hb.astype(np.float32))], name=name + "/mm_b"))
+    yt = g.op("Transpose", [y], name=name + "/t1", perm=[0, 1, 3, 2])
+    z = act(g, g.op("MatMul", [yt, g.init(name + ".ha", ha.astype(np.float32))], name=name + "/mm_a"))
+    zt = g.op("Transpose", [z], name=name + "/t2", perm=[0, 1, 3, 2])
+    return g.op("Reshape", [zt, g.const([0, 0, a * b])], name=name + "/merge")
+
+
+def _attention_gqa(g: Graph, q: str, k: str, v: str, layer: int, cfg: ModelConfig, io: dict) -> str:
+    out, pk, pv = g.op(
+        "GroupQueryAttention",
+        [q, k, v, f"past_keys_{layer}", f"past_values_{layer}", io["seqlens_k"], "total_seq_len",
+         io["cos"], io["sin"]],
+        outputs=[f"attn_out_{layer}", f"present_keys_{layer}", f"present_values_{layer}"],
+        name=f"layers.{layer}.attn/GQA", domain=MS_DOMAIN,
+        num_heads=cfg.num_heads, kv_num_heads=cfg.num_kv_heads, do_rotary=1, rotary_interleaved=0,
+        scale=float(cfg.head_dim ** -0.5),
+    )
+    return out
+
+
+def _rope_explicit(g: Graph, x: str, heads: int, cfg: ModelConfig, io: dict, name: str, act: ActHook) -> str:
+    """Rotate-half RoPE with plain ops: x*cos + (x @ R)*sin, x as [1, S, heads, hd]."""
+    xs = g.op("Reshape", [x, g.const([1, -1, heads, cfg.head_dim])], name=name + "/heads")
+    rot = act(g, g.op("MatMul", [xs, io["rot_matrix"]], name=name + "/rotate_half"))
+    a = act(g, g.op("Mul", [xs, io["cos_s"]], name=name + "/cos"))
+    b = act(g, g.op("Mul", [rot, io["sin_s"]], name=name + "/sin"))
+    return act(g, g.op("Add", [a, b], name=name + "/rope"))
+
+
+def _attention_explicit(g: Graph, q: str, k: str, v: str, layer: int, cfg: ModelConfig, io: dict,
+                        act: ActHook) -> str:
+    """Attention over the whole static cache with a causal mask; this step's rows written by a one-hot MatMul."""
+    n = f"layers.{layer}.attn"
+    kv, hd = cfg.num_kv_heads, cfg.head_dim
+    qr = _rope_explicit(g, q, cfg.num_heads, cfg, io, n + "/q", act)
+    kr = _rope_explicit(g, k, kv, cfg, io, n + "/k", act)
+    vs = g.op("Reshape", [v, g.const([1, -1, kv, hd])], name=n + "/v_heads")
+    presents = []
+    for kind, new, past in (("keys", kr, f"past_keys_{layer}"), ("values", vs, f"past_values_{layer}")):
+        new_t = g.op("Transpose", [new], name=f"{n}/{kind}_t", perm=[0, 2, 1, 3])  # [1, kv, S, hd]
+        placed = act(g, g.op("MatMul", [io["place"], new_t], name=f"{n}/{kind}_place"))  # [1, kv, ctx, hd]
+        kept = act(g, g.op("Mul", [past, io["keep"]], name=f"{n}/{kind}_keep"))
+        presents.append(g.op("Add", [kept, placed], name=f"{n}/{kind}_present",
+                             outputs=[f"present_{kind}_{layer}"]))
+    pk, pv = presents
+    qt = g.op("Transpose", [qr], name=n + "/q_t", perm=[0, 2, 1, 3])  # [1, nh, S, hd]
+    qg = g.op("Reshape", [qt, g.const([1, kv, -1, hd])], name=n + "/q_groups")  # [1, kv, g*S, hd]
+    kt = g.op("Transpose", [act(g, pk)], name=n + "/k_t", perm=[0, 1, 3, 2])  # [1, kv, hd, ctx]
+    scores = act(g, g.op("MatMul", [qg, kt], name=n + "/scores"))
+    scaled = act(g, g.op("Mul", [scores, g.const(hd ** -0.5, np.float32)], name=n + "/scale"))
+    masked = act(g, g.op("Add", [scaled, io["mask"]], name=n + "/masked_scores"))
+    probs = act(g, g.op("Softmax", [masked], name=n + "/probs", axis=-1))
+    ctxv = act(g, g.op("MatMul", [probs, act(g, pv)], name=n + "/context"))  # [1, kv, g*S, hd]
+    ch = g.op("Reshape", [ctxv, g.const([1, cfg.num_heads, -1, hd])], name=n + "/ctx_heads")
+    ct = g.op("Transpose", [ch], name=n + "/ctx_t", perm=[0, 2, 1, 3])
+    return g.op("Reshape", [ct, g.const([1, -1, cfg.num_heads * hd])], name=n + "/merge")
+
+
+def _explicit_position_inputs(g: Graph, cfg: ModelConfig, spec: GraphSpec, act: ActHook) -> dict:
+    """Positions, RoPE rows, the one-hot write matrix, keep mask and causal mask, from past_seq_len."""
+    s, ctx = spec.seq_len, spec.context_length
+    grp = cfg.num_heads // cfg.num_kv_heads
+    last = g.op("Reshape", [g.op("Cast", ["past_seq_len"], to=TensorProto.INT64), g.const([1])], name="last_pos")
+    if s is None:  # dynamic length (CPU): S from the input's shape
+        s_len = g.op("Slice", [g.op("Shape", ["input_hidden_states"]), g.const([1]), g.const([2])], name="seq_len")
+        steps = g.op("Range", [g.const(0), g.op("Squeeze", [s_len, g.const([0])]), g.const(1)], name="steps")
+        start = g.op("Add", [g.op("Sub", [last, s_len]), g.const([1])], name="start_pos")
+        pos = g.op("Add", [start, steps], name="positions")  # [S]
+    else:
+        start = g.op("Sub", [last, g.const([s - 1])], name="start_pos")
+        pos = g.op("Add", [start, g.const(np.arange(s))], name="positions")  # [S]
+    s_dim = s if s is not None else -1
+    cos, sin = rope_tables(cfg, ctx)
+    cos_full = np.concatenate([cos, cos], axis=1)
+    sin_full = np.concatenate([sin, sin], axis=1)
+    io = {}
+    for key, table in (("cos_s", cos_full), ("sin_s", sin_full)):
+        rows = g.op("Gather", [g.init(key + "_table", table), pos], name=key + "/gather", axis=0)
+        io[key] = g.op("Reshape", [rows, g.const([1, s_dim, 1, cfg.head_dim])], name=key + "/shape")
+    half = cfg.head_dim // 2
+    rot = np.zeros((cfg.head_dim, cfg.head_dim), np.float32)
+    rot[half:, :half] = -np.eye(half)  # out[:half] = -x[half:]
+    rot[:half, half:] = np.eye(half)  # out[half:] = x[:half]
+    io["rot_matrix"] = g.init("rotate_half", rot)
+    cols = g.const(np.arange(ctx))
+    onehot = g.op("Cast", [g.op("Equal", [g.op("Unsqueeze", [pos, g.const([1])]), cols])],
+                  name="write_onehot", to=TensorProto.FLOAT)  # [S, ctx]
+    io["place"] = g.op("Transpose", [onehot], name="place_matrix", perm=[1, 0])  # [ctx, S]
+    written = g.op("ReduceSum", [onehot, g.const([0])], name="written", keepdims=1)  # [1, ctx]
+    keep = g.op("Sub", [g.const(1.0, np.float32), written], name="keep_rows")
+    io["keep"] = g.op("Reshape", [keep, g.const([1, 1, ctx, 1])], name="keep_mask")
+    allowed = g.op("LessOrEqual", [cols, g.op("Unsqueeze", [pos, g.const([1])])], name="causal")  # [S, ctx]
+    bias = g.op("Where", [allowed, g.const(0.0, np.float32), g.const(-1e4, np.float32)], name="mask_bias")
+    io["mask"] = g.op("Tile", [bias, g.const([grp, 1])], name="mask")  # [g*S, ctx]
+    return io
+
+
+def build_transformer(cfg: ModelConfig, layers: Callable[[int], LayerWeights], final_norm: np.ndarray | None,
+                      linear: Linear, spec: GraphSpec, act: ActHook = no_qdq, name: str = "transformer") -> Graph:
+    """Emit the decoder layers and the final norm as one graph."""
+    g = Graph(name)
+    H, ctx = cfg.hidden_size, spec.context_length
+    seq = spec.seq_len if spec.seq_len is not None else "sequence_length"
+    x = g.input("input_hidden_states", TensorProto.FLOAT, [1, seq, H])
+    kv_shape = [1, cfg.num_kv_heads, ctx, cfg.head_dim]
+    for i in range(cfg.num_layers):
+        g.input(f"past_keys_{i}", TensorProto.FLOAT, kv_shape)
+        g.input(f"past_values_{i}", TensorProto.FLOAT, kv_shape)
+    g.input("past_seq_len", TensorProto.INT32, [1, 1])
+    g.input("total_seq_len", TensorProto.INT32, [1])
+    if spec.attention == "gqa":
+        cos, sin = rope_tables(cfg, ctx)
+        io = {"seqlens_k": g.op("Reshape", ["past_seq_len", g.const([1])], name="seqlens_k"),
+              "cos": g.init("cos_cache", cos), "sin": g.init("sin_cache", sin)}
+    else:
+        io = _explicit_position_inputs(g, cfg, spec, act)
+    x = act(g, x)
+    for i in range(cfg.num_layers):
+        lw = layers(i)
+        n = f"layers.{i}"
+        h = _rms_norm(g, x, lw.input_norm, cfg.rms_norm_eps, n + ".input_layernorm", spec, H, act)
+        q = act(g, linear(g, h, n + ".attn.q_proj", lw.q, lw.q_bias))
+        k = act(g, linear(g, h, n + ".attn.k_proj", lw.k, lw.k_bias))
+        v = act(g, linear(g, h, n + ".attn.v_proj", lw.v, lw.v_bias))
+        if spec.attention == "gqa":
+            a = _attention_gqa(g, q, k, v, i, cfg, io)
+        else:
+            a = _attention_explicit(g, q, k, v, i, cfg, io, act)
+        o = act(g, linear(g, act(g, a), n + ".attn.o_proj", lw.o, None))
+        x = act(g, g.op("Add", [x, o], name=n + "/attn_residual"))
+        h = _rms_norm(g, x, lw.post_norm, cfg.rms_norm_eps, n + ".post_attention_layernorm", spec, H, act)
+        x = act(g, g.op("Add", [x, _mlp(g, h, lw, n + ".mlp", linear, act)], name=n + "/mlp_residual"))
+        g.output(f"present_keys_{i}", TensorProto.FLOAT, kv_shape)
+        g.output(f"present_values_{i}", TensorProto.FLOAT, kv_shape)
+    y = _rms_norm(g, x, final_norm, cfg.rms_norm_eps, "final_norm", spec, H, act)
+    g.op("Identity", [y], name="output_hidden_states_id", outputs=["output_hidden_states"])
+    g.outputs.insert(0, _value_info("output_hidden_states", [1, seq, H]))
+    return g
+
+
+def _value_info(name: str, shape: list):
+    from onnx import helper
+
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
