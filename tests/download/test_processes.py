@@ -1,0 +1,100 @@
+"""Whole `toolkit download` processes: killed with SIGKILL at ~50 % and restarted, and two at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PROJECT_ROOT
+from tests.helpers_net.hub_server import HubServer, random_bytes
+from tests.helpers_net.variants import hf_variant_json, write_manifest
+from toolkit.download.state import load_state
+
+SIZE = 8 * 1000 * 1000
+DATA = random_bytes(SIZE, seed=7)
+CONNECTIONS = 4
+SEGMENT = 1024 * 1024
+
+
+@pytest.fixture()
+def env(tmp_path: Path, isolated_home: Path) -> dict[str, str]:
+    manifest, _ = write_manifest(tmp_path / "manifests", "tiny", [hf_variant_json("org/tiny")])
+    e = dict(os.environ)
+    e.update({
+        "TOOLKIT_MANIFESTS": str(manifest),
+        "TOOLKIT_DL_CONNECTIONS": str(CONNECTIONS),
+        "TOOLKIT_DL_MIN_SEGMENT": str(SEGMENT),
+        "TOOLKIT_DL_MAX_SEGMENT": str(SEGMENT),
+        "TOOLKIT_DL_MIN_SPLIT": str(256 * 1024),
+        "TOOLKIT_DL_SAVE_INTERVAL": "0.05",
+        "TOOLKIT_DL_BACKOFF_BASE": "0.05",
+        "PYTHONPATH": str(PROJECT_ROOT),
+    })
+    return e
+
+
+def toolkit(env: dict[str, str], *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "toolkit", *args], cwd=PROJECT_ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkill_at_half_then_restart_resumes(env: dict[str, str], isolated_home: Path) -> None:
+    with HubServer(rate=1_500_000) as hub:
+        hub.add("org/tiny", "model.onnx", DATA)
+        env["HF_ENDPOINT"] = hub.url
+        sha = hub.sha256("org/tiny", "model.onnx")
+        part = isolated_home / "partial" / sha
+        proc = toolkit(env, "download", "tiny", "--json")
+        deadline = time.monotonic() + 30
+        done = 0
+        while time.monotonic() < deadline and proc.poll() is None:
+            state = load_state(part / "state.json", part / "data", SIZE)
+            done = state.done_bytes if state else 0
+            if done >= SIZE // 2:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, proc.communicate()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        sent_before = hub.sent("model.onnx")
+        saved = load_state(part / "state.json", part / "data", SIZE)
+        assert saved is not None and saved.done_bytes >= SIZE // 2
+
+        again = toolkit(env, "download", "tiny", "--json")
+        out, err = again.communicate(timeout=60)
+        assert again.returncode == 0, err
+        result = json.loads(out)
+        sent_total = hub.sent("model.onnx")
+    snapshot = Path(result["path"])
+    assert (snapshot / "model.onnx").read_bytes() == DATA
+    assert result["resumed_bytes"] == saved.done_bytes
+    assert result["fetched_bytes"] <= SIZE - saved.done_bytes + CONNECTIONS * SEGMENT
+    refetched = sent_total - SIZE  # every byte the server sent twice, socket buffers included
+    assert refetched <= CONNECTIONS * SEGMENT, (sent_before, sent_total)
+
+
+def test_two_processes_on_one_variant_both_succeed_and_bytes_are_fetched_once(env: dict[str, str]) -> None:
+    with HubServer(rate=4_000_000) as hub:
+        hub.add("org/tiny", "model.onnx", DATA)
+        hub.add("org/tiny", "tokenizer.json", DATA[:300_000])
+        env["HF_ENDPOINT"] = hub.url
+        procs = [toolkit(env, "download", "tiny", "--json") for _ in range(2)]
+        results = [p.communicate(timeout=60) for p in procs]
+        sent = hub.sent("model.onnx"), hub.sent("tokenizer.json")
+    reports = []
+    for p, (out, err) in zip(procs, results):
+        assert p.returncode == 0, err
+        reports.append(json.loads(out))
+        assert (Path(reports[-1]["path"]) / "model.onnx").read_bytes() == DATA
+    total = SIZE + 300_000
+    fetched = sum(r.get("fetched_bytes", 0) for r in reports)  # each file is fetched by one of them only
+    assert total <= fetched <= total + CONNECTIONS * 128 * 1024  # stolen parts may overshoot a little
+    assert sum(r.get("fetched_files", 0) for r in reports) == 2
+    assert SIZE <= sent[0] < SIZE + CONNECTIONS * 128 * 1024 and sent[1] == 300_000
