@@ -35,8 +35,13 @@ def resolve_repo(
     revision: str,
     subfolder: str | None,
     private_headers: dict[str, str],
+    pin_commit: bool = True,
 ) -> tuple[str, dict[str, ResolvedFile]]:
-    """Ask `{base}/api/models/{repo}/revision/{revision}`; return the commit and the files by path."""
+    """Ask `{base}/api/models/{repo}/revision/{revision}`; return the commit and the files by path.
+
+    File URLs name the commit (a moving branch cannot change under a download) unless `pin_commit`
+    is False, for mirrors whose revisions never move and whose static exports only have revision folders.
+    """
     api = f"{base}/api/models/{repo}/revision/{quote(revision, safe='')}?blobs=true"
     info = get_json(client, api, private_headers, what=f"no model {repo!r} at revision {revision!r}")
     commit = info.get("sha") if isinstance(info, dict) else None
@@ -56,7 +61,7 @@ def resolve_repo(
         rel = name[len(prefix):]
         files[rel] = ResolvedFile(
             path=rel,
-            url=f"{base}/{repo}/resolve/{commit}/{quote(name)}",
+            url=f"{base}/{repo}/resolve/{commit if pin_commit else quote(revision, safe='')}/{quote(name)}",
             size=size if isinstance(size, int) else None,
             sha256=sha256 if isinstance(sha256, str) and len(sha256) == 64 else None,
             git_sha1=git_sha1 if isinstance(git_sha1, str) and len(git_sha1) == 40 else None,

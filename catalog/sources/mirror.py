@@ -33,7 +33,7 @@ def configured_mirror(explicit: str | None = None) -> str | None:
 def resolve_from(base: str, variant: Variant, client: httpx.Client) -> ResolvedVariant:
     """Resolve any variant (whatever its own source) from the mirror at `base`."""
     repo, revision = mirror_repo(variant.id)
-    commit, files = resolve_repo(client, base.rstrip("/"), repo, revision, None, {})
+    commit, files = resolve_repo(client, base.rstrip("/"), repo, revision, None, {}, pin_commit=False)
     return ResolvedVariant(variant.id, "mirror", commit, select_files(variant, files, base), origin=base)
 
 
