@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from catalog.errors import StoreError
 
@@ -21,8 +21,10 @@ def check_relpath(path: str, where: str = "") -> str:
         why = "contains a backslash"
     elif path.startswith("/") or _DRIVE.match(path):
         why = "is absolute"
-    elif any(part in ("..", "") for part in PurePosixPath(path).parts) or ".." in path.split("/"):
+    elif ".." in path.split("/"):
         why = "contains '..'"
+    elif any(part in ("", ".") for part in path.split("/")):
+        why = "has an empty or '.' component"
     elif path.split("/")[0] == ".toolkit":
         why = "uses the reserved .toolkit folder"
     if why:
