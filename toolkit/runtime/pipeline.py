@@ -87,11 +87,15 @@ class DecoderPipeline:
         self.report = LoadReport()
         start = time.perf_counter()
         self._runners: list[_Runner] = []
+        sessions: dict[tuple[str, str], Any] = {}
         for stage in config.stages:
-            created = create_session(
-                config.folder / stage.filename, stage.session or config.session, self.options.threads,
-                self.options.provider, self.options.ep_cache_dir,
-            )
+            key = (stage.filename, repr(stage.session or config.session))
+            created = sessions.get(key)
+            if created is None:  # context and iterator often share one file: one session serves both
+                created = sessions[key] = create_session(
+                    config.folder / stage.filename, stage.session or config.session, self.options.threads,
+                    self.options.provider, self.options.ep_cache_dir,
+                )
             run_options = ort.RunOptions()
             for key, value in stage.run_options.items():
                 run_options.add_run_config_entry(key, value)

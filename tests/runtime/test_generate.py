@@ -1,0 +1,82 @@
+"""stream_generate / generate / ChatSession on real packages: stops, limits, cancellation, cache reuse."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from toolkit.runtime.chat import ChatSession
+from toolkit.runtime.generate import GenerationConfig, generate, generate_step, stream_generate
+from toolkit.runtime.model import LocalModel
+from toolkit.runtime.sampler import SamplingParams
+
+STORY = "Once upon a time, there was a little girl named Lily."
+
+
+@pytest.fixture(scope="module")
+def stories(stories_package):
+    return LocalModel(stories_package)
+
+
+def test_events_stream_text_and_end_with_stats(stories):
+    events = list(stream_generate(stories, [1], GenerationConfig(max_new_tokens=30)))
+    assert events[-1].kind == "done" and all(e.kind == "answer" for e in events[:-1])
+    text = "".join(e.text for e in events[:-1])
+    assert text.startswith("Once upon a time, there was")
+    stats = events[-1].stats
+    assert stats.generated_tokens == 30 and stats.finish_reason == "length" and stats.prompt_tokens == 1
+    assert stats.ttft_s > 0 and stats.decode_tps > 0 and stats.peak_rss_bytes > 0
+
+
+def test_stop_string_cuts_the_text(stories):
+    result = generate(stories, [1], GenerationConfig(max_new_tokens=60, stop=("Lily",)))
+    assert result.text == "Once upon a time, there was a little girl named "
+    assert result.stats.finish_reason == "stop"
+
+
+def test_eos_token_ends_generation(stories):
+    story = list(generate_step(stories, [1], GenerationConfig(max_new_tokens=20, ignore_eos=True)))
+    eos_config = GenerationConfig(max_new_tokens=20, stop_token_ids=(story[5],))
+    result = generate(stories, [1], eos_config)
+    assert result.stats.finish_reason == "stop" and result.stats.generated_tokens == 5
+
+
+def test_cancel_stops_after_current_token(stories):
+    cancel = threading.Event()
+    got = []
+    for event in stream_generate(stories, [1], GenerationConfig(max_new_tokens=100), cancel):
+        if event.kind == "done":
+            stats = event.stats
+        else:
+            got.append(event.text)
+            cancel.set()
+    assert stats.finish_reason == "cancelled" and stats.generated_tokens < 5
+
+
+def test_seeded_sampling_is_reproducible(stories):
+    config = GenerationConfig(max_new_tokens=25, sampling=SamplingParams(temperature=1.0, top_p=0.9, seed=11))
+    assert generate(stories, [1], config).text == generate(stories, [1], config).text
+
+
+def test_second_turn_reuses_the_kv_cache_and_matches_a_fresh_run(stories, stories_package):
+    config = GenerationConfig(max_new_tokens=12, ignore_eos=True)
+    prompt = stories.tokenizer.encode("Once upon a time", add_special_tokens=True)
+    first = list(generate_step(stories, prompt, config))
+    longer = prompt + first + stories.tokenizer.encode(" The end.")
+    timings: dict = {}
+    reused = list(generate_step(stories, longer, config, timings=timings))
+    assert timings["reused_tokens"] == len(prompt) + len(first) - 1
+    fresh = list(generate_step(LocalModel(stories_package), longer, config))
+    assert reused == fresh
+
+
+def test_chat_session_keeps_history_and_resets(float_package):
+    model = LocalModel(float_package)
+    chat = ChatSession(model, system="be brief")
+    config = GenerationConfig(max_new_tokens=4, ignore_eos=True)
+    list(chat.send("hello", config))
+    list(chat.send("again", config))
+    assert [m["role"] for m in chat.messages] == ["system", "user", "assistant", "user", "assistant"]
+    chat.reset()
+    assert chat.messages == [{"role": "system", "content": "be brief"}] and model.cached_ids == []
