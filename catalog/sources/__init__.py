@@ -28,6 +28,7 @@ class ResolvedFile:
     size: int | None = None
     sha256: str | None = None
     git_sha1: str | None = None
+    md5: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -71,6 +72,7 @@ def select_files(variant: Variant, listing: dict[str, ResolvedFile], where: str)
                     size=entry.size if entry.size is not None else found.size,
                     sha256=entry.sha256 or found.sha256,
                     git_sha1=found.git_sha1,
+                    md5=found.md5,
                     headers=found.headers,
                 )
             )

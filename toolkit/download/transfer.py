@@ -60,11 +60,12 @@ class _Changed(Exception):
 class _Hasher(threading.Thread):
     """Hashes the written prefix of the data file as it grows (sha256, and git's blob sha1 if asked)."""
 
-    def __init__(self, transfer: FileTransfer, git: bool) -> None:
+    def __init__(self, transfer: FileTransfer, git: bool, md5: bool) -> None:
         super().__init__(daemon=True, name="toolkit-hasher")
         self.t, self.cursor, self.stop = transfer, 0, threading.Event()
         self.sha256 = hashlib.sha256()
         self.sha1 = hashlib.sha1(f"blob {transfer.size}\0".encode()) if git else None
+        self.md5 = hashlib.md5(usedforsecurity=False) if md5 else None
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -87,6 +88,8 @@ class _Hasher(threading.Thread):
                 self.sha256.update(data)
                 if self.sha1:
                     self.sha1.update(data)
+                if self.md5:
+                    self.md5.update(data)
                 self.cursor += len(data)
         except OSError as e:
             self.error = e
@@ -316,7 +319,8 @@ class FileTransfer:
         self.progress.file_started(self.rf.path, self.size, self.resumed_from)
         try:
             while True:
-                hasher = _Hasher(self, git=bool(self.rf.git_sha1) and not self.rf.sha256)
+                hasher = _Hasher(self, git=bool(self.rf.git_sha1) and not self.rf.sha256,
+                                 md5=bool(self.rf.md5) and not self.rf.sha256)
                 hasher.start()
                 try:
                     self._run_workers()
@@ -366,6 +370,8 @@ class FileTransfer:
             return f"sha256 {got} instead of {self.rf.sha256}"
         if hasher.sha1 is not None and hasher.sha1.hexdigest() != self.rf.git_sha1:
             return f"git blob sha1 {hasher.sha1.hexdigest()} instead of {self.rf.git_sha1}"
+        if hasher.md5 is not None and hasher.md5.hexdigest() != self.rf.md5:
+            return f"md5 {hasher.md5.hexdigest()} instead of {self.rf.md5}"
         return None
 
     def discard(self) -> None:
