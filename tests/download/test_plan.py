@@ -36,7 +36,7 @@ def test_segment_size_is_one_per_connection_within_bounds(size: int, connections
 def test_parts_tile_the_file_exactly(size: int) -> None:
     parts = plan_parts(size, 8)
     assert parts[0].start == 0 and parts[-1].end == size
-    assert all(a.end == b.start for a, b in zip(parts, parts[1:]))
+    assert all(a.end == b.start for a, b in zip(parts, parts[1:], strict=False))
     assert all(p.end > p.start for p in parts)
 
 

@@ -89,7 +89,7 @@ def test_two_processes_on_one_variant_both_succeed_and_bytes_are_fetched_once(en
         results = [p.communicate(timeout=60) for p in procs]
         sent = hub.sent("model.onnx"), hub.sent("tokenizer.json")
     reports = []
-    for p, (out, err) in zip(procs, results):
+    for p, (out, err) in zip(procs, results, strict=True):
         assert p.returncode == 0, err
         reports.append(json.loads(out))
         assert (Path(reports[-1]["path"]) / "model.onnx").read_bytes() == DATA
