@@ -39,7 +39,7 @@ class BuildOptions:
     calibration_text: Path | None = None  # npu-qdq: text for activation ranges (and GPTQ)
     calibration_tokens: int = 512
     online_hadamard: bool = True  # npu-qdq: Hadamard before down_proj when a construction exists
-    keep_float: tuple[str, ...] = ("masked_scores",)  # npu-qdq: tensors left unquantized (substring match)
+    keep_float: tuple[str, ...] = ()  # npu-qdq: tensors left unquantized (substring match), e.g. "masked_scores"
     seed: int = 0
     overwrite: bool = False
     extra: dict = field(default_factory=dict)

@@ -9,11 +9,13 @@ import numpy as np
 from toolkit.build.graph import MS_DOMAIN, Graph
 from toolkit.build.quantize import BLOCK, ChannelQuantized, quantize_blockwise
 
-ActHook = Callable[[Graph, str], str]
+ActHook = Callable[..., str]
 
 
-def no_qdq(g: Graph, x: str) -> str:
-    """The activation hook of float and CPU graphs: leave the tensor as it is."""
+def no_qdq(g: Graph, x: str, out: str | None = None) -> str:
+    """The activation hook of float and CPU graphs: leave the tensor as it is (renamed to `out` if given)."""
+    if out is not None:
+        return g.op("Identity", [x], name=out + "/id", outputs=[out])
     return x
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from onnx import TensorProto
+from onnx import TensorProto, helper
 
 from toolkit.build.checkpoint import ModelConfig
 from toolkit.build.graph import MS_DOMAIN, Graph
@@ -49,6 +49,7 @@ class GraphSpec:
     context_length: int
     seq_len: int | None  # None: dynamic (CPU); 64 or 1: static (NPU)
     fused_norm: bool = True
+    mask_value: float = -1e4  # additive bias of masked scores (the NPU uses a small one: it is quantized)
 
 
 def rope_tables(cfg: ModelConfig, length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -60,19 +61,19 @@ def rope_tables(cfg: ModelConfig, length: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _rms_norm(g: Graph, x: str, gamma: np.ndarray | None, eps: float, name: str, spec: GraphSpec,
-              hidden: int, act: ActHook) -> str:
+              hidden: int, act: ActHook, out: str | None = None) -> str:
     if spec.fused_norm:
         scale = gamma if gamma is not None else np.ones(hidden, np.float32)
         return g.op("SimplifiedLayerNormalization", [x, g.init(name + ".weight", scale.astype(np.float32))],
-                    name=name, axis=-1, epsilon=eps, stash_type=1)
+                    name=name, outputs=[out] if out else None, axis=-1, epsilon=eps, stash_type=1)
     sq = act(g, g.op("Mul", [x, x], name=name + "/sq"))
     ms = act(g, g.op("ReduceMean", [sq, g.const([-1])], name=name + "/mean", keepdims=1))
-    ms = act(g, g.op("Add", [ms, g.const(eps, np.float32)], name=name + "/eps"))
+    ms = act(g, g.op("Add", [ms, act(g, g.const(eps, np.float32))], name=name + "/eps"))
     rms = act(g, g.op("Sqrt", [ms], name=name + "/sqrt"))
     y = g.op("Div", [x, rms], name=name + "/div")
     if gamma is not None:
         y = g.op("Mul", [act(g, y), g.init(name + ".weight", gamma.astype(np.float32))], name=name + "/scale")
-    return act(g, y)
+    return act(g, y, out=out)
 
 
 def _mlp(g: Graph, x: str, lw: LayerWeights, name: str, linear: Linear, act: ActHook) -> str:
@@ -132,18 +133,18 @@ def _attention_explicit(g: Graph, q: str, k: str, v: str, layer: int, cfg: Model
     for kind, new, past in (("keys", kr, f"past_keys_{layer}"), ("values", vs, f"past_values_{layer}")):
         new_t = g.op("Transpose", [new], name=f"{n}/{kind}_t", perm=[0, 2, 1, 3])  # [1, kv, S, hd]
         placed = act(g, g.op("MatMul", [io["place"], new_t], name=f"{n}/{kind}_place"))  # [1, kv, ctx, hd]
-        kept = act(g, g.op("Mul", [past, io["keep"]], name=f"{n}/{kind}_keep"))
-        presents.append(g.op("Add", [kept, placed], name=f"{n}/{kind}_present",
-                             outputs=[f"present_{kind}_{layer}"]))
+        kept = act(g, g.op("Mul", [act(g, past), io["keep"]], name=f"{n}/{kind}_keep"))
+        summed = g.op("Add", [kept, placed], name=f"{n}/{kind}_present")
+        presents.append(act(g, summed, out=f"present_{kind}_{layer}"))
     pk, pv = presents
     qt = g.op("Transpose", [qr], name=n + "/q_t", perm=[0, 2, 1, 3])  # [1, nh, S, hd]
     qg = g.op("Reshape", [qt, g.const([1, kv, -1, hd])], name=n + "/q_groups")  # [1, kv, g*S, hd]
-    kt = g.op("Transpose", [act(g, pk)], name=n + "/k_t", perm=[0, 1, 3, 2])  # [1, kv, hd, ctx]
+    kt = g.op("Transpose", [pk], name=n + "/k_t", perm=[0, 1, 3, 2])  # [1, kv, hd, ctx]
     scores = act(g, g.op("MatMul", [qg, kt], name=n + "/scores"))
-    scaled = act(g, g.op("Mul", [scores, g.const(hd ** -0.5, np.float32)], name=n + "/scale"))
+    scaled = act(g, g.op("Mul", [scores, act(g, g.const(hd ** -0.5, np.float32))], name=n + "/scale"))
     masked = act(g, g.op("Add", [scaled, io["mask"]], name=n + "/masked_scores"))
     probs = act(g, g.op("Softmax", [masked], name=n + "/probs", axis=-1))
-    ctxv = act(g, g.op("MatMul", [probs, act(g, pv)], name=n + "/context"))  # [1, kv, g*S, hd]
+    ctxv = act(g, g.op("MatMul", [probs, pv], name=n + "/context"))  # [1, kv, g*S, hd]
     ch = g.op("Reshape", [ctxv, g.const([1, cfg.num_heads, -1, hd])], name=n + "/ctx_heads")
     ct = g.op("Transpose", [ch], name=n + "/ctx_t", perm=[0, 2, 1, 3])
     return g.op("Reshape", [ct, g.const([1, -1, cfg.num_heads * hd])], name=n + "/merge")
@@ -169,22 +170,23 @@ def _explicit_position_inputs(g: Graph, cfg: ModelConfig, spec: GraphSpec, act: 
     io = {}
     for key, table in (("cos_s", cos_full), ("sin_s", sin_full)):
         rows = g.op("Gather", [g.init(key + "_table", table), pos], name=key + "/gather", axis=0)
-        io[key] = g.op("Reshape", [rows, g.const([1, s_dim, 1, cfg.head_dim])], name=key + "/shape")
+        io[key] = act(g, g.op("Reshape", [rows, g.const([1, s_dim, 1, cfg.head_dim])], name=key + "/shape"))
     half = cfg.head_dim // 2
     rot = np.zeros((cfg.head_dim, cfg.head_dim), np.float32)
     rot[half:, :half] = -np.eye(half)  # out[:half] = -x[half:]
     rot[:half, half:] = np.eye(half)  # out[half:] = x[:half]
-    io["rot_matrix"] = g.init("rotate_half", rot)
+    io["rot_matrix"] = act(g, g.init("rotate_half", rot))
     cols = g.const(np.arange(ctx))
     onehot = g.op("Cast", [g.op("Equal", [g.op("Unsqueeze", [pos, g.const([1])]), cols])],
                   name="write_onehot", to=TensorProto.FLOAT)  # [S, ctx]
-    io["place"] = g.op("Transpose", [onehot], name="place_matrix", perm=[1, 0])  # [ctx, S]
+    io["place"] = act(g, g.op("Transpose", [onehot], name="place_matrix", perm=[1, 0]))  # [ctx, S]
     written = g.op("ReduceSum", [onehot, g.const([0])], name="written", keepdims=1)  # [1, ctx]
     keep = g.op("Sub", [g.const(1.0, np.float32), written], name="keep_rows")
-    io["keep"] = g.op("Reshape", [keep, g.const([1, 1, ctx, 1])], name="keep_mask")
+    io["keep"] = act(g, g.op("Reshape", [keep, g.const([1, 1, ctx, 1])], name="keep_mask"))
     allowed = g.op("LessOrEqual", [cols, g.op("Unsqueeze", [pos, g.const([1])])], name="causal")  # [S, ctx]
-    bias = g.op("Where", [allowed, g.const(0.0, np.float32), g.const(-1e4, np.float32)], name="mask_bias")
-    io["mask"] = g.op("Tile", [bias, g.const([grp, 1])], name="mask")  # [g*S, ctx]
+    bias = g.op("Where", [allowed, g.const(0.0, np.float32), g.const(spec.mask_value, np.float32)],
+                name="mask_bias")
+    io["mask"] = act(g, g.op("Tile", [bias, g.const([grp, 1])], name="mask"))  # [g*S, ctx]
     return io
 
 
@@ -225,13 +227,6 @@ def build_transformer(cfg: ModelConfig, layers: Callable[[int], LayerWeights], f
         x = act(g, g.op("Add", [x, _mlp(g, h, lw, n + ".mlp", linear, act)], name=n + "/mlp_residual"))
         g.output(f"present_keys_{i}", TensorProto.FLOAT, kv_shape)
         g.output(f"present_values_{i}", TensorProto.FLOAT, kv_shape)
-    y = _rms_norm(g, x, final_norm, cfg.rms_norm_eps, "final_norm", spec, H, act)
-    g.op("Identity", [y], name="output_hidden_states_id", outputs=["output_hidden_states"])
-    g.outputs.insert(0, _value_info("output_hidden_states", [1, seq, H]))
+    _rms_norm(g, x, final_norm, cfg.rms_norm_eps, "final_norm", spec, H, act, out="output_hidden_states")
+    g.outputs.insert(0, helper.make_tensor_value_info("output_hidden_states", TensorProto.FLOAT, [1, seq, H]))
     return g
-
-
-def _value_info(name: str, shape: list):
-    from onnx import helper
-
-    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
