@@ -168,6 +168,10 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
             path = unquote(urlsplit(self.path).path)
             with server.lock:
                 server.requests.append({"path": path, "method": self.command, "headers": dict(self.headers)})
+            if path == "/_stats":
+                with server.lock:
+                    body = json.dumps({"bytes_sent": dict(server.bytes_sent), "requests": len(server.requests)})
+                return self._plain(200, body.encode(), {"Content-Type": "application/json"})
             m = _API.match(path)
             if m:
                 repo = m.group("repo")
@@ -232,6 +236,8 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
 
         def _send_body(self, repo: str, path: str, f: HostedFile, start: int, end: int) -> None:
             fl = f.faults
+            if f.disk is not None and fl == Faults() and not f.changed:
+                return self._sendfile(repo, path, f, start, end)
             self.server_faults = fl
             stop = end
             drop = fl.drop_at is not None and start <= fl.drop_at < end and self._take("drop_times")
@@ -274,6 +280,26 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
                     self.connection.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+                self.close_connection = True
+
+        def _sendfile(self, repo: str, path: str, f: HostedFile, start: int, end: int) -> None:
+            """Fault-free disk files go out with sendfile in 1 MiB steps (paced when rate-capped)."""
+            pos, t0, key = start, time.monotonic(), f"{repo}/{path}"
+            self.wfile.flush()
+            try:
+                with open(f.disk, "rb") as fh:  # type: ignore[arg-type]
+                    while pos < end:
+                        n = self.connection.sendfile(fh, pos, min(1 << 20, end - pos))
+                        if n <= 0:
+                            break
+                        pos += n
+                        with server.lock:
+                            server.bytes_sent[key] = server.bytes_sent.get(key, 0) + n
+                        if server.rate:
+                            ahead = (pos - start) / server.rate - (time.monotonic() - t0)
+                            if ahead > 0:
+                                time.sleep(ahead)
+            except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
 
     return Handler

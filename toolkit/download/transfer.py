@@ -124,6 +124,8 @@ class FileTransfer:
         self.fetched = 0  # bytes received from the network, including any thrown away
         self.resumed_from = 0
         self._last_save = 0.0
+        self._save_lock = threading.Lock()
+        self._discarded = False
         self._fd = -1
         self.state = PartialState(self.size)
 
@@ -146,14 +148,20 @@ class FileTransfer:
         self._fd = os.open(self.data_path, os.O_WRONLY)
 
     def _save(self, force: bool = False) -> None:
+        """Write the resume state: at most every save_interval from the workers, always when forced."""
         now = time.monotonic()
-        if not force and now - self._last_save < self.cfg.save_interval:
+        if self._discarded or (not force and now - self._last_save < self.cfg.save_interval):
             return
-        with self.lock:
-            snapshot = PartialState(self.size, self.state.etag, self.state.ranges,
-                                    [Part(p.start, p.end, p.done) for p in self.state.parts])
-            self._last_save = now
-        save_state(self.state_path, snapshot)
+        if not self._save_lock.acquire(blocking=force):
+            return  # another worker is saving right now
+        try:
+            with self.lock:
+                snapshot = PartialState(self.size, self.state.etag, self.state.ranges,
+                                        [Part(p.start, p.end, p.done) for p in self.state.parts])
+                self._last_save = now
+            save_state(self.state_path, snapshot)
+        finally:
+            self._save_lock.release()
 
     def _reset(self, ranges: bool, keep_etag: bool) -> None:
         with self.lock:
@@ -376,6 +384,7 @@ class FileTransfer:
 
     def discard(self) -> None:
         """Remove the partial data and state (after a final integrity failure)."""
+        self._discarded = True
         for p in (self.data_path, self.state_path):
             try:
                 p.unlink()
