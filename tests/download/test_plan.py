@@ -20,16 +20,19 @@ from toolkit.download.plan import (
 
 
 @pytest.mark.parametrize(
-    ("size", "connections", "expected"),
+    ("size", "connections", "per_connection", "expected"),
     [
-        (400 * 1000 * 1000, 8, 50 * 1000 * 1000),  # one segment per connection
-        (2 * 1024 * MiB, 8, 64 * MiB),  # capped at max_segment
-        (10 * MiB, 8, 8 * MiB),  # at least min_segment
-        (0, 8, 8 * MiB),
+        (400 * 1000 * 1000, 8, 1, 50 * 1000 * 1000),  # one segment per connection
+        (400 * 1000 * 1000, 8, 8, 6_250_000),  # eight per connection
+        (2 * 1024 * MiB, 8, 8, 16 * MiB),  # capped at max_segment
+        (10 * MiB, 8, 8, 4 * MiB),  # at least min_segment
+        (0, 8, 8, 4 * MiB),
     ],
 )
-def test_segment_size_is_one_per_connection_within_bounds(size: int, connections: int, expected: int) -> None:
-    assert segment_size(size, connections, 8 * MiB, 64 * MiB) == expected
+def test_segment_size_adapts_to_the_file_within_bounds(size: int, connections: int, per_connection: int,
+                                                       expected: int) -> None:
+    assert segment_size(size, connections, 4 * MiB, 16 * MiB if per_connection > 1 else 64 * MiB,
+                        per_connection) == expected
 
 
 @pytest.mark.parametrize("size", [1, 8 * MiB - 1, 8 * MiB, 8 * MiB + 1, 100 * MiB, 3 * 1024 * MiB + 7])

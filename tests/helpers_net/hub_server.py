@@ -225,6 +225,16 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
                 return
             self._send_body(repo, path, f, start, end)
 
+        def _pace(self, nbytes: int) -> None:
+            """Cap this connection at server.rate, across all its requests (no burst at each new request)."""
+            if not server.rate:
+                return
+            now = time.monotonic()
+            ready = max(getattr(self, "_next_ok", now), now)
+            if ready > now:
+                time.sleep(ready - now)
+            self._next_ok = ready + nbytes / server.rate
+
         def _take(self, attr: str) -> bool:
             fl = self.server_faults
             with server.lock:
@@ -248,7 +258,7 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
                 stop = max(start, end - fl.short_by)
             corrupt = fl.corrupt_at is not None and start <= fl.corrupt_at < end and self._take("corrupt_times")
             stall = fl.stall_at is not None and start <= fl.stall_at < end and self._take("stall_times")
-            pos, t0 = start, time.monotonic()
+            pos = start
             block = 64 * 1024
             try:
                 while pos < stop:
@@ -262,15 +272,12 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
                     if corrupt and pos <= fl.corrupt_at < pos + n:  # type: ignore[operator]
                         i = fl.corrupt_at - pos  # type: ignore[operator]
                         chunk = chunk[:i] + bytes([chunk[i] ^ 0xFF]) + chunk[i + 1:]
+                    self._pace(len(chunk))
                     self.wfile.write(chunk)
                     pos += n
                     with server.lock:
                         key = f"{repo}/{path}"
                         server.bytes_sent[key] = server.bytes_sent.get(key, 0) + n
-                    if server.rate:
-                        ahead = (pos - start) / server.rate - (time.monotonic() - t0)
-                        if ahead > 0:
-                            time.sleep(ahead)
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
                 return
@@ -284,21 +291,19 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
 
         def _sendfile(self, repo: str, path: str, f: HostedFile, start: int, end: int) -> None:
             """Fault-free disk files go out with sendfile in 1 MiB steps (paced when rate-capped)."""
-            pos, t0, key = start, time.monotonic(), f"{repo}/{path}"
+            pos, key = start, f"{repo}/{path}"
             self.wfile.flush()
             try:
                 with open(f.disk, "rb") as fh:  # type: ignore[arg-type]
                     while pos < end:
-                        n = self.connection.sendfile(fh, pos, min(1 << 20, end - pos))
+                        step = min(256 * 1024 if server.rate else 1 << 20, end - pos)
+                        self._pace(step)
+                        n = self.connection.sendfile(fh, pos, step)
                         if n <= 0:
                             break
                         pos += n
                         with server.lock:
                             server.bytes_sent[key] = server.bytes_sent.get(key, 0) + n
-                        if server.rate:
-                            ahead = (pos - start) / server.rate - (time.monotonic() - t0)
-                            if ahead > 0:
-                                time.sleep(ahead)
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
 

@@ -15,8 +15,9 @@ class DownloadConfig:
     connections: int = 8  # per file
     max_connections: int = 16  # across all files at once
     max_files: int = 4
-    min_segment: int = 8 * MiB
-    max_segment: int = 64 * MiB
+    segments_per_connection: int = 8  # small segments keep the written prefix close behind (hashing overlaps)
+    min_segment: int = 4 * MiB
+    max_segment: int = 16 * MiB
     min_split: int = 2 * MiB  # an idle connection steals half of a part only if both halves keep this much
     retries: int = 6  # per part, reset whenever the part made progress
     backoff_base: float = 0.5

@@ -35,18 +35,24 @@ class Part:
         return self.pos >= self.end
 
 
-def segment_size(size: int, connections: int, min_segment: int, max_segment: int) -> int:
-    """One segment per connection, clamped to [min_segment, max_segment] (adaptive to the file size)."""
+def segment_size(size: int, connections: int, min_segment: int, max_segment: int, per_connection: int = 1) -> int:
+    """`per_connection` segments per connection, clamped to [min_segment, max_segment] (adapts to the size).
+
+    Smaller segments keep every connection busy to the end and the in-order written prefix close behind
+    the transfer, so the sha256 (sequential) finishes moments after the last byte; larger ones cost
+    fewer requests (one round trip each).
+    """
     if size <= 0:
         return max(1, min_segment)
-    return max(min_segment, min(max_segment, math.ceil(size / max(1, connections))))
+    return max(min_segment, min(max_segment, math.ceil(size / max(1, connections * per_connection))))
 
 
-def plan_parts(size: int, connections: int, min_segment: int = 8 * MiB, max_segment: int = 64 * MiB) -> list[Part]:
+def plan_parts(size: int, connections: int, min_segment: int = 4 * MiB, max_segment: int = 16 * MiB,
+               per_connection: int = 1) -> list[Part]:
     """Split a file of `size` bytes into parts; a small file is one part."""
     if size <= 0:
         return [Part(0, 0)]
-    step = segment_size(size, connections, min_segment, max_segment)
+    step = segment_size(size, connections, min_segment, max_segment, per_connection)
     return [Part(s, min(size, s + step)) for s in range(0, size, step)]
 
 

@@ -131,7 +131,8 @@ class FileTransfer:
 
     # -- state ---------------------------------------------------------------------------------
     def _fresh_state(self, etag: str | None = None, ranges: bool = True) -> PartialState:
-        parts = plan_parts(self.size, self.cfg.connections, self.cfg.min_segment, self.cfg.max_segment)
+        parts = plan_parts(self.size, self.cfg.connections, self.cfg.min_segment, self.cfg.max_segment,
+                           self.cfg.segments_per_connection)
         return PartialState(self.size, etag, ranges, parts if ranges else [Part(0, self.size)])
 
     def _open(self) -> None:

@@ -1,0 +1,98 @@
+"""Shared pieces of the download benchmarks: a rate-capped server process, a manifest, timing helpers.
+
+Big files live under /tmp/toolkit-bench (never in the repository) and are deleted at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+REPO = "bench/model"
+
+
+def bench_dir() -> Path:
+    d = Path(os.environ.get("TOOLKIT_BENCH_DIR", "/tmp/toolkit-bench"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def make_file(path: Path, size: int) -> Path:
+    """`size` bytes of random data (written in 4 MiB blocks: flat memory)."""
+    if path.exists() and path.stat().st_size == size:
+        return path
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            n = min(left, 4 << 20)
+            f.write(os.urandom(n))
+            left -= n
+    return path
+
+
+@contextmanager
+def server(files: list[Path], rate: float | None):
+    """A HubServer in its own process; yields (base URL, stats function)."""
+    cmd = [PY, "-m", "tests.helpers_net.serve", REPO, *map(str, files)]
+    if rate:
+        cmd[3:3] = ["--rate", str(rate)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    url = proc.stdout.readline().strip()
+
+    def stats() -> dict:
+        with urllib.request.urlopen(f"{url}/_stats") as r:
+            return json.loads(r.read())
+
+    try:
+        yield url, stats
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def write_manifest(folder: Path, alias: str = "bench") -> Path:
+    variant = {"id": "bench-cpu:1", "device": "cpu", "vendor": "any", "execution_provider": "CPUExecutionProvider",
+               "format": "onnx-genai", "quantization": "int4", "source": {"type": "huggingface", "repo": REPO}}
+    data = {"schema_version": 1, "alias": alias, "display_name": alias, "publisher": "bench", "license": "mit",
+            "parameters": "1M", "parameter_count": 1, "context_length": 1, "architecture": "x", "task": "chat",
+            "variants": [variant]}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{alias}.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def toolkit_env(url: str, home: Path, manifest: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ, HF_ENDPOINT=url, TOOLKIT_HOME=str(home), TOOLKIT_MANIFESTS=str(manifest),
+               TOOLKIT_CONFIG_DIR=str(home / "config"), PYTHONPATH=str(ROOT))
+    env.update(extra)
+    return env
+
+
+def fresh_dir(prefix: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=bench_dir()))
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess]:
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    return time.perf_counter() - t0, out
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

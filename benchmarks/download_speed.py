@@ -1,0 +1,105 @@
+"""Must show: a 400 MB variant from a server capping each connection at 20 MB/s.
+
+`toolkit download` vs `huggingface_hub.hf_hub_download` (HF_ENDPOINT at the same server) vs
+`aria2c -x8 -s8`, interleaved, 1 warm-up + N timed runs each, median/min/max and ratios, plus whether
+each result's sha256 matched. Run with `nice -n 10 .venv/bin/python benchmarks/download_speed.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+from download_common import (
+    PY,
+    REPO,
+    ROOT,
+    bench_dir,
+    fresh_dir,
+    make_file,
+    remove,
+    server,
+    summary,
+    timed,
+    toolkit_env,
+    write_manifest,
+)
+
+HF_CODE = (
+    "import sys; from huggingface_hub import hf_hub_download; "
+    "print(hf_hub_download(sys.argv[1], sys.argv[2], cache_dir=sys.argv[3]))"
+)
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while b := f.read(1 << 20):
+            h.update(b)
+    return h.hexdigest()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size-mb", type=int, default=400)
+    ap.add_argument("--rate-mb", type=float, default=20.0)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    size = args.size_mb * 1000 * 1000
+    src = make_file(bench_dir() / f"model-{args.size_mb}MB.bin", size)
+    expected = sha256(src)
+    manifest = write_manifest(bench_dir() / "manifests")
+    times: dict[str, list[float]] = {"toolkit": [], "hf_hub_download": [], "aria2c -x8 -s8": []}
+    verified: dict[str, list[bool]] = {k: [] for k in times}
+    home = fresh_dir("toolkit-home-")  # one store, as on a user's machine: the device probe is cached
+    with server([src], args.rate_mb * 1e6) as (url, _stats):
+        subprocess.run([PY, "-m", "toolkit", "device"], cwd=ROOT, env=toolkit_env(url, home, manifest),
+                       capture_output=True, check=True)
+        for rep in range(args.runs + 1):
+            for engine in times:
+                out_dir = fresh_dir(f"{engine.split()[0]}-")
+                if engine == "toolkit":
+                    cmd = [PY, "-m", "toolkit", "download", "bench", "--json"]
+                    t, r = timed(cmd, toolkit_env(url, home, manifest))
+                    result = Path(json.loads(r.stdout)["path"]) / src.name if r.returncode == 0 else None
+                elif engine == "hf_hub_download":
+                    env = toolkit_env(url, out_dir, manifest, HF_HUB_DISABLE_TELEMETRY="1",
+                                      HF_HUB_ENABLE_HF_TRANSFER="0", HF_XET_HIGH_PERFORMANCE="0")
+                    t, r = timed([PY, "-c", HF_CODE, REPO, src.name, str(out_dir)], env)
+                    result = Path(r.stdout.strip()) if r.returncode == 0 else None
+                else:
+                    cmd = [shutil.which("aria2c") or "aria2c", "-x8", "-s8", "-k1M", "--file-allocation=none",
+                           "--console-log-level=error", "--summary-interval=0", "-d", str(out_dir), "-o", src.name,
+                           f"{url}/{REPO}/resolve/main/{src.name}"]
+                    t, r = timed(cmd, toolkit_env(url, out_dir, manifest))
+                    result = out_dir / src.name if r.returncode == 0 else None
+                if r.returncode != 0:
+                    raise SystemExit(f"{engine} failed: {r.stderr[-2000:]}")
+                ok = sha256(result) == expected
+                remove(out_dir)
+                for sub in ("blobs", "snapshots", "partial"):
+                    remove(home / sub)
+                label = "warm-up" if rep == 0 else f"run {rep}"
+                print(f"{label:8} {engine:16} {t:6.2f} s  {size / t / 1e6:6.1f} MB/s  sha256 ok: {ok}", flush=True)
+                if rep > 0:
+                    times[engine].append(t)
+                    verified[engine].append(ok)
+    src.unlink()
+    remove(home)
+    stats = {k: summary(v) for k, v in times.items()}
+    tk = stats["toolkit"]["median"]
+    print(f"\n{args.size_mb} MB, {args.rate_mb:.0f} MB/s per connection, {args.runs} runs (median, min-max):")
+    for k, s in stats.items():
+        print(f"  {k:16} {s['median']:6.2f} s ({s['min']:.2f}-{s['max']:.2f})  "
+              f"{size / s['median'] / 1e6:6.1f} MB/s  toolkit speed-up x{s['median'] / tk:.2f}  "
+              f"verified {all(verified[k])}")
+    print(json.dumps({"size_bytes": size, "rate_per_connection": args.rate_mb * 1e6, "seconds": times,
+                      "summary": stats, "verified": verified}))
+
+
+if __name__ == "__main__":
+    main()
