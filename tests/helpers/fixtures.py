@@ -72,3 +72,37 @@ def tiny_qwen2_float_package(tmp_path_factory, tiny_qwen2_checkpoint) -> Path:
 def tiny_qwen2_cpu_int4_package(tmp_path_factory, tiny_qwen2_checkpoint) -> Path:
     """The tiny qwen2 as a cpu-int4 package (context 256)."""
     return _build(tmp_path_factory, tiny_qwen2_checkpoint, "qwen2-cpu-int4", target="cpu-int4", context_length=256)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_npu_qdq_package(tmp_path_factory, tiny_qwen2_checkpoint) -> Path:
+    """The tiny qwen2 as an npu-qdq package (QuaRot, RTN, context 256): static context [1,64] and iterator [1,1]."""
+    return _build(tmp_path_factory, tiny_qwen2_checkpoint, "qwen2-npu-qdq", target="npu-qdq", context_length=256,
+                  calibration_text=TEXT, weight_method="rtn")
+
+
+@pytest.fixture(scope="session")
+def stories_npu_qdq_package(tmp_path_factory, stories_checkpoint) -> Path:
+    """stories260K as an npu-qdq package (QuaRot + GPTQ, context 512), calibrated on tinystories_sample.txt."""
+    return _build(tmp_path_factory, stories_checkpoint, "stories-npu-qdq", target="npu-qdq", context_length=512,
+                  calibration_text=TEXT, weight_method="gptq")
+
+
+def qnn_session_options(disable_cpu_fallback: bool = True):
+    """SessionOptions on QNN's HTP backend (the onnxruntime-qnn plugin; a simulator on Linux x86-64), or skip."""
+    ort = pytest.importorskip("onnxruntime")
+    qnn = pytest.importorskip("onnxruntime_qnn")
+    try:
+        ort.register_execution_provider_library("QNNExecutionProvider", qnn.get_library_path())
+    except Exception as e:  # already registered in this process raises; anything else means no QNN
+        if "already" not in str(e).lower():
+            pytest.skip(f"QNN execution provider unavailable: {e}")
+    devices = [d for d in ort.get_ep_devices() if d.ep_name == "QNNExecutionProvider"]
+    if not devices:
+        pytest.skip("QNN execution provider lists no device")
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if disable_cpu_fallback:
+        so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+    so.add_provider_for_devices(devices, {"backend_path": qnn.get_qnn_htp_path()})
+    return so

@@ -116,7 +116,8 @@ def build_package(checkpoint: str | Path, out: str | Path, opts: BuildOptions | 
             quant_info = ({"weights": "int4 block 32 asymmetric (MatMulNBits, accuracy_level 4)",
                            "embeddings": "int4 block 32 (GatherBlockQuantized)", "lm_head": "int4 block 32"}
                           if opts.target == "cpu-int4" else {"weights": "fp32"})
-        config = genai_config(ckpt, context_file, iterator_file, opts.context_length, opts.window)
+        config = genai_config(ckpt, context_file, iterator_file, opts.context_length, opts.window,
+                              npu=opts.target == "npu-qdq")
         (tmp / "genai_config.json").write_text(json.dumps(config, indent=4) + "\n")
         copy_tokenizer(ckpt, tmp)
         manifest = write_manifest(tmp, {

@@ -26,11 +26,17 @@ def _bias(g: Graph, y: str, name: str, bias: np.ndarray | None) -> str:
 
 
 class FloatLinear:
-    """y = x W^T + b with fp32 weights."""
+    """y = x W^T + b with fp32 weights (`act` sees the MatMul output before the bias, as in QDQLinear)."""
+
+    def __init__(self, act: ActHook | None = None) -> None:
+        self.act = act
 
     def __call__(self, g: Graph, x: str, name: str, w: np.ndarray, bias: np.ndarray | None) -> str:
         wt = g.init(name + ".weight_t", np.ascontiguousarray(w.T, dtype=np.float32))
-        return _bias(g, g.op("MatMul", [x, wt], name=name + "/MatMul"), name, bias)
+        y = g.op("MatMul", [x, wt], name=name + "/MatMul")
+        if bias is not None and self.act is not None:
+            y = self.act(g, y)
+        return _bias(g, y, name, bias)
 
 
 class NBitsLinear:

@@ -88,7 +88,8 @@ def _initializer_map(g: Graph) -> dict:
 class RecordingLinear(FloatLinear):
     """FloatLinear that remembers which tensor feeds each linear (for GPTQ's X^T X)."""
 
-    def __init__(self) -> None:
+    def __init__(self, act) -> None:
+        super().__init__(act)
         self.inputs: dict[str, str] = {}
 
     def __call__(self, g: Graph, x: str, name: str, w: np.ndarray, bias: np.ndarray | None) -> str:
@@ -114,7 +115,7 @@ def rotated_model(ckpt: Checkpoint, rotate: bool, online: bool, seed: int):
     if q is not None:
         embed = (embed.astype(np.float64) @ q).astype(np.float32)
         head = (head.astype(np.float64) @ q).astype(np.float32)
-    info = {"rotation": "QuaRot randomized Hadamard (Kronecker), seed %d" % seed if rotate else "none",
+    info = {"rotation": f"QuaRot randomized Hadamard (Kronecker), seed {seed}" if rotate else "none",
             "online_down_hadamard": down is not None}
     return layer, embed, head, info
 
@@ -150,7 +151,8 @@ def calibrate(ckpt: Checkpoint, layer: Callable[[int], LayerWeights], embed: np.
     import onnxruntime as ort
 
     cfg = ckpt.config
-    rec, lin = RangeRecorder(), RecordingLinear()
+    rec = RangeRecorder()
+    lin = RecordingLinear(rec)
     g = build_transformer(cfg, layer, None, lin, spec, act=rec, name="calibration")
     produced = {o for n in g.nodes for o in n.output}
     watch = [n for n in rec.names if n in produced]
@@ -171,6 +173,7 @@ def calibrate(ckpt: Checkpoint, layer: Callable[[int], LayerWeights], embed: np.
         kv_shape = (1, cfg.num_kv_heads, spec.context_length, cfg.head_dim)
         w = spec.seq_len
         for ids in docs:
+            ids = ids[: spec.context_length]
             past = {f"past_{k}_{i}": np.zeros(kv_shape, np.float32)
                     for i in range(cfg.num_layers) for k in ("keys", "values")}
             for w0 in range(0, len(ids), w):

@@ -25,9 +25,17 @@ def pad_token_id(ckpt: Checkpoint) -> int:
     return eos[0] if eos else 0
 
 
+QNN_HTP_OPTIONS = {"backend_path": "QnnHtp.dll", "htp_performance_mode": "burst",
+                   "htp_graph_finalization_optimization_mode": "3"}
+
+
 def genai_config(ckpt: Checkpoint, context_file: str, iterator_file: str, context_length: int,
-                 window: int) -> dict:
-    """The ONNX Runtime GenAI decoder-pipeline config for our four stages."""
+                 window: int, npu: bool = False) -> dict:
+    """The ONNX Runtime GenAI decoder-pipeline config for our four stages.
+
+    For NPU packages the context and iterator stages name QNN's HTP backend, as published
+    Foundry Local packages do; runtimes resolve `backend_path` to their own QNN library.
+    """
     cfg = ckpt.config
     n = cfg.num_layers
     kv_in = [f"past_keys_{i}" for i in range(n)] + [f"past_values_{i}" for i in range(n)]
@@ -35,6 +43,8 @@ def genai_config(ckpt: Checkpoint, context_file: str, iterator_file: str, contex
     block_in = ["input_hidden_states", *kv_in, "past_seq_len", "total_seq_len"]
     block_out = ["output_hidden_states", *kv_out]
     eos = ckpt.eos_ids()
+    npu_options = ({"session_options": {"log_id": "onnxruntime-genai",
+                                        "provider_options": [{"qnn": dict(QNN_HTP_OPTIONS)}]}} if npu else {})
     return {
         "model": {
             "bos_token_id": cfg.bos_token_id if cfg.bos_token_id is not None else 0,
@@ -64,9 +74,9 @@ def genai_config(ckpt: Checkpoint, context_file: str, iterator_file: str, contex
                     {"embeddings": {"filename": EMBEDDINGS, "inputs": ["input_ids"],
                                     "outputs": ["input_hidden_states"]}},
                     {"context": {"filename": context_file, "inputs": block_in, "outputs": block_out,
-                                 "run_on_token_gen": False}},
+                                 **npu_options, "run_on_token_gen": False}},
                     {"iterator": {"filename": iterator_file, "inputs": block_in, "outputs": block_out,
-                                  "run_on_prompt": False}},
+                                  **npu_options, "run_on_prompt": False}},
                     {"lm_head": {"filename": LM_HEAD, "inputs": ["output_hidden_states"], "outputs": ["logits"],
                                  "is_lm_head": True}},
                 ],

@@ -23,27 +23,47 @@ def sylvester(n: int) -> np.ndarray:
     return h
 
 
-def paley(q: int) -> np.ndarray:
-    """Paley construction I: Hadamard matrix of order q + 1 for a prime q = 3 (mod 4)."""
+def _jacobsthal(q: int) -> np.ndarray:
     squares = {(i * i) % q for i in range(1, q)}
     chi = np.array([0] + [1 if i in squares else -1 for i in range(1, q)])
-    jac = np.array([[chi[(j - i) % q] for j in range(q)] for i in range(q)])
+    return np.array([[chi[(j - i) % q] for j in range(q)] for i in range(q)], dtype=np.float64)
+
+
+def paley(q: int) -> np.ndarray:
+    """Paley construction I: Hadamard matrix of order q + 1 for a prime q = 3 (mod 4)."""
     s = np.zeros((q + 1, q + 1))
     s[0, 1:] = 1
     s[1:, 0] = -1
-    s[1:, 1:] = jac
+    s[1:, 1:] = _jacobsthal(q)
     return s + np.eye(q + 1)
 
 
+def paley2(q: int) -> np.ndarray:
+    """Paley construction II: Hadamard matrix of order 2 (q + 1) for a prime q = 1 (mod 4)."""
+    c = np.zeros((q + 1, q + 1))
+    c[0, 1:] = 1
+    c[1:, 0] = 1
+    c[1:, 1:] = _jacobsthal(q)
+    return np.kron(c, np.array([[1, 1], [1, -1]])) + np.kron(np.eye(q + 1), np.array([[1, -1], [-1, -1]]))
+
+
+def _small_hadamard(a: int) -> np.ndarray | None:
+    if a >= 4 and _is_prime(a - 1) and (a - 1) % 4 == 3:
+        return paley(a - 1)
+    if a >= 12 and a % 2 == 0 and _is_prime(a // 2 - 1) and (a // 2 - 1) % 4 == 1:
+        return paley2(a // 2 - 1)
+    return None
+
+
 def hadamard_factors(n: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """(H_a, H_b) with a * b = n, H_b of order 2^k and H_a from Paley I (or 1), or None if we know none."""
+    """(H_a, H_b) with a * b = n, H_b of order 2^k and H_a from Paley I or II (or 1), or None if we know none."""
     b = n & -n  # largest power of two dividing n
     a = n // b
     if a == 1:
         return np.ones((1, 1)), sylvester(b)
-    for scale in (1, 2, 4, 8):  # a = scale * (q + 1): move factors of two into H_a when needed
-        if b % scale == 0 and a * scale >= 4 and _is_prime(a * scale - 1) and (a * scale - 1) % 4 == 3:
-            return paley(a * scale - 1), sylvester(b // scale)
+    for scale in (1, 2, 4, 8):  # move factors of two into H_a until a Paley order fits
+        if b % scale == 0 and (h := _small_hadamard(a * scale)) is not None:
+            return h, sylvester(b // scale)
     return None
 
 

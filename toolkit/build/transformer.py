@@ -113,9 +113,11 @@ def _attention_gqa(g: Graph, q: str, k: str, v: str, layer: int, cfg: ModelConfi
 
 
 def _rope_explicit(g: Graph, x: str, heads: int, cfg: ModelConfig, io: dict, name: str, act: ActHook) -> str:
-    """Rotate-half RoPE with plain ops: x*cos + (x @ R)*sin, x as [1, S, heads, hd]."""
+    """Rotate-half RoPE with plain ops: x*cos + concat(-x2, x1)*sin, x as [1, S, heads, hd]."""
     xs = g.op("Reshape", [x, g.const([1, -1, heads, cfg.head_dim])], name=name + "/heads")
-    rot = act(g, g.op("MatMul", [xs, io["rot_matrix"]], name=name + "/rotate_half"))
+    x1, x2 = g.op("Split", [xs, g.const([cfg.head_dim // 2] * 2)], n_out=2, name=name + "/halves", axis=-1)
+    neg = act(g, g.op("Neg", [act(g, x2)], name=name + "/neg"))
+    rot = act(g, g.op("Concat", [neg, act(g, x1)], name=name + "/rotate_half", axis=-1))
     a = act(g, g.op("Mul", [xs, io["cos_s"]], name=name + "/cos"))
     b = act(g, g.op("Mul", [rot, io["sin_s"]], name=name + "/sin"))
     return act(g, g.op("Add", [a, b], name=name + "/rope"))
@@ -151,42 +153,44 @@ def _attention_explicit(g: Graph, q: str, k: str, v: str, layer: int, cfg: Model
 
 
 def _explicit_position_inputs(g: Graph, cfg: ModelConfig, spec: GraphSpec, act: ActHook) -> dict:
-    """Positions, RoPE rows, the one-hot write matrix, keep mask and causal mask, from past_seq_len."""
+    """Positions, RoPE rows, the one-hot write matrix, keep mask and causal mask, from past_seq_len.
+
+    Integer work stays in int32 and every float tensor comes from Gather/Where over (quantized)
+    constants, so QNN's HTP backend can run all of it.
+    """
     s, ctx = spec.seq_len, spec.context_length
     grp = cfg.num_heads // cfg.num_kv_heads
-    last = g.op("Reshape", [g.op("Cast", ["past_seq_len"], to=TensorProto.INT64), g.const([1])], name="last_pos")
+    i32 = np.int32
+    last = g.op("Reshape", ["past_seq_len", g.const([1])], name="last_pos")  # int32 [1]
     if s is None:  # dynamic length (CPU): S from the input's shape
-        s_len = g.op("Slice", [g.op("Shape", ["input_hidden_states"]), g.const([1]), g.const([2])], name="seq_len")
-        steps = g.op("Range", [g.const(0), g.op("Squeeze", [s_len, g.const([0])]), g.const(1)], name="steps")
-        start = g.op("Add", [g.op("Sub", [last, s_len]), g.const([1])], name="start_pos")
-        pos = g.op("Add", [start, steps], name="positions")  # [S]
+        s64 = g.op("Slice", [g.op("Shape", ["input_hidden_states"]), g.const([1]), g.const([2])], name="seq_len")
+        s_len = g.op("Cast", [s64], name="seq_len_i32", to=TensorProto.INT32)
+        steps = g.op("Range", [g.const(0, i32), g.op("Squeeze", [s_len, g.const([0])]), g.const(1, i32)],
+                     name="steps")
+        start = g.op("Add", [g.op("Sub", [last, s_len]), g.const([1], i32)], name="start_pos")
     else:
-        start = g.op("Sub", [last, g.const([s - 1])], name="start_pos")
-        pos = g.op("Add", [start, g.const(np.arange(s))], name="positions")  # [S]
+        steps = g.const(np.arange(s), i32)
+        start = g.op("Sub", [last, g.const([s - 1], i32)], name="start_pos")
+    pos = g.op("Add", [start, steps], name="positions")  # int32 [S]
     s_dim = s if s is not None else -1
     cos, sin = rope_tables(cfg, ctx)
-    cos_full = np.concatenate([cos, cos], axis=1)
-    sin_full = np.concatenate([sin, sin], axis=1)
     io = {}
-    for key, table in (("cos_s", cos_full), ("sin_s", sin_full)):
-        rows = g.op("Gather", [g.init(key + "_table", table), pos], name=key + "/gather", axis=0)
+    for key, table in (("cos_s", np.concatenate([cos, cos], 1)), ("sin_s", np.concatenate([sin, sin], 1))):
+        rows = act(g, g.op("Gather", [act(g, g.init(key + "_table", table)), pos], name=key + "/gather", axis=0))
         io[key] = act(g, g.op("Reshape", [rows, g.const([1, s_dim, 1, cfg.head_dim])], name=key + "/shape"))
-    half = cfg.head_dim // 2
-    rot = np.zeros((cfg.head_dim, cfg.head_dim), np.float32)
-    rot[half:, :half] = -np.eye(half)  # out[:half] = -x[half:]
-    rot[:half, half:] = np.eye(half)  # out[half:] = x[:half]
-    io["rot_matrix"] = act(g, g.init("rotate_half", rot))
-    cols = g.const(np.arange(ctx))
-    onehot = g.op("Cast", [g.op("Equal", [g.op("Unsqueeze", [pos, g.const([1])]), cols])],
-                  name="write_onehot", to=TensorProto.FLOAT)  # [S, ctx]
+    one, zero = act(g, g.const(1.0, np.float32)), act(g, g.const(0.0, np.float32))
+    cols = g.const(np.arange(ctx), i32)
+    pos_col = g.op("Unsqueeze", [pos, g.const([1])], name="pos_col")  # [S, 1]
+    hit = g.op("Equal", [cols, pos_col], name="write_hit")  # [S, ctx]
+    onehot = act(g, g.op("Where", [hit, one, zero], name="write_onehot"))
     io["place"] = act(g, g.op("Transpose", [onehot], name="place_matrix", perm=[1, 0]))  # [ctx, S]
-    written = g.op("ReduceSum", [onehot, g.const([0])], name="written", keepdims=1)  # [1, ctx]
-    keep = g.op("Sub", [g.const(1.0, np.float32), written], name="keep_rows")
+    written = g.op("And", [g.op("GreaterOrEqual", [cols, start], name="after_start"),
+                           g.op("LessOrEqual", [cols, last], name="before_last")], name="written")  # [ctx]
+    keep = act(g, g.op("Where", [written, zero, one], name="keep_rows"))
     io["keep"] = act(g, g.op("Reshape", [keep, g.const([1, 1, ctx, 1])], name="keep_mask"))
-    allowed = g.op("LessOrEqual", [cols, g.op("Unsqueeze", [pos, g.const([1])])], name="causal")  # [S, ctx]
-    bias = g.op("Where", [allowed, g.const(0.0, np.float32), g.const(spec.mask_value, np.float32)],
-                name="mask_bias")
-    io["mask"] = act(g, g.op("Tile", [bias, g.const([grp, 1])], name="mask"))  # [g*S, ctx]
+    pos_g = g.op("Tile", [pos_col, g.const([grp, 1])], name="pos_groups")  # [g*S, 1]
+    allowed = g.op("LessOrEqual", [cols, pos_g], name="causal")  # [g*S, ctx]
+    io["mask"] = act(g, g.op("Where", [allowed, zero, act(g, g.const(spec.mask_value, np.float32))], name="mask"))
     return io
 
 
