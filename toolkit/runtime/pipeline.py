@@ -63,8 +63,6 @@ class _Runner:
     inputs: dict[str, Any]
     outputs: dict[str, Any]
     run_options: Any
-    token_binding: Any = None
-    bound: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -166,6 +164,8 @@ class DecoderPipeline:
                 break
         self.kv_mode = "none"
         self.capacity = self.config.context_length
+        self._kv_values = {}
+        self._token_plan = None
         if meta is None:
             return
         where = f"{self.config.path}: input {meta.name}"
@@ -192,6 +192,7 @@ class DecoderPipeline:
             self.kv_mode = "shared" if self.config.search.past_present_share_buffer else "grow"
         self._kv_buffers: list[np.ndarray] = []
         self._kv_values: dict[str, Any] = {}
+        self._token_plan = None
         if self.kv_mode == "static":
             self._allocate_kv(self._kv_shape[2])
 
@@ -208,13 +209,13 @@ class DecoderPipeline:
                 self._kv_buffers.append(buf)
                 self._kv_values[past] = value
                 self._kv_values[present] = value
-        for r in self._runners:
-            r.token_binding, r.bound = None, {}
+        self._token_plan = None
 
     def _plan_window(self) -> None:
         """Window size for prompts: from sliding_window, checked against static prompt-stage shapes."""
         sw = self.config.sliding_window
         self.window = sw.window_size if sw else None
+        self._fixed_window = False  # prompt models of static shape: the last window is padded
         if sw is not None and sw.alignment != "left":
             raise PackageError(f"{self.config.path}: model.decoder.sliding_window.alignment: only \"left\" is "
                                f"supported, got {sw.alignment!r}")
@@ -230,6 +231,8 @@ class DecoderPipeline:
                 if meta.name in (self._names.past_sequence_length, self._names.total_sequence_length):
                     continue
                 seq = _static(meta.shape[1])
+                if seq is not None and seq > 1:
+                    self._fixed_window = True
                 if seq is not None and seq > 1 and self.window is None:
                     raise PackageError(f"{self.config.path}: stage {r.stage.id!r} input {meta.name!r} has a fixed "
                                        f"length {seq} but model.decoder.sliding_window is not set")
@@ -298,7 +301,8 @@ class DecoderPipeline:
             values[n.attention_mask] = self._int_input(n.attention_mask, mask)
         return values
 
-    def _run_phase(self, prompt: bool, managed: dict[str, Any], last_real: int, run_lm_head: bool) -> Any:
+    def _run_phase(self, prompt: bool, managed: dict[str, Any], last_real: int, run_lm_head: bool,
+                   shapes: dict[str, tuple[tuple[int, ...], Any]] | None = None) -> Any:
         """Run the stages of one phase once; returns the logits OrtValue (None when lm_head was skipped)."""
         store: dict[str, Any] = {}
         logits_name = self._names.logits
@@ -331,6 +335,9 @@ class DecoderPipeline:
             r.session.run_with_iobinding(binding, r.run_options)
             self.ort_seconds += time.perf_counter() - t0
             for name, value in zip(r.outputs, binding.get_outputs(), strict=True):
+                if shapes is not None:
+                    key = stage.output_names_forwarder.get(name, name)
+                    shapes[key] = (tuple(value.shape()), _dtype(value.data_type(), name))
                 if name == logits_name:
                     logits = value
                 elif name in self._kv_names_present and self.kv_mode == "grow":
@@ -365,7 +372,7 @@ class DecoderPipeline:
         if ids.size == 0:
             raise ValueError("the prompt is empty")
         width = self.window or ids.size
-        padded = -(-ids.size // width) * width
+        padded = -(-ids.size // width) * width if self._fixed_window else ids.size
         if self.kv_mode == "grow" and self.position == 0:
             self._empty_grow_kv()
         self.ensure_capacity(self.position + padded)
@@ -373,13 +380,13 @@ class DecoderPipeline:
         for start in range(0, ids.size, width):
             chunk = ids[start:start + width]
             real = chunk.size
-            if real < width:
+            if real < width and self._fixed_window:
                 chunk = np.concatenate([chunk, np.full(width - real, self.pad_value, dtype=np.int64)])
             last = start + width >= ids.size
             managed = self._managed_values(chunk, real, self.position)
             logits = self._run_phase(True, managed, real - 1, run_lm_head=last)
             self.position += real
-            if self.kv_mode == "grow" and real < width:
+            if self.kv_mode == "grow" and chunk.size > real:
                 self._trim_grow_kv()
         return self._last_logits(logits, (ids.size - 1) % width)
 
@@ -400,10 +407,26 @@ class DecoderPipeline:
     def decode(self, token: int) -> np.ndarray:
         """Run one generated token; returns logits for the one after it."""
         self.ensure_capacity(self.position + 1)
+        if self._token_plan is not None:
+            logits = self._token_plan.step(token, self.position)
+            self.position += 1
+            return logits
         managed = self._managed_values(np.array([token], dtype=np.int64), 1, self.position)
-        logits = self._run_phase(False, managed, 0, run_lm_head=True)
+        shapes: dict[str, tuple[tuple[int, ...], Any]] = {}
+        value = self._run_phase(False, managed, 0, run_lm_head=True, shapes=shapes)
         self.position += 1
-        return self._last_logits(logits, 0)
+        if self.kv_mode in ("static", "shared"):
+            from toolkit.runtime.token_plan import TokenPlan
+
+            runners = [r for r in self._runners if r.stage.run_on_token_gen]
+            self._token_plan = TokenPlan(self, runners, shapes)
+        return self._last_logits(value, 0)
+
+    def _input_dtype(self, name: str) -> Any:
+        for r in self._runners:
+            if name in r.inputs:
+                return _dtype(r.inputs[name].type, name)
+        return np.int64
 
 
 def _slice_position(value: Any, index: int) -> Any:
