@@ -1,0 +1,45 @@
+"""The NPU path for real: the npu-qdq package on QNN's HTP backend (simulator on Linux x86-64) against the CPU EP."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers.fixtures import tiny_qwen2_checkpoint, tiny_qwen2_npu_qdq_package  # noqa: F401
+from toolkit.runtime.generate import GenerationConfig, generate_step
+from toolkit.runtime.model import LocalModel
+from toolkit.runtime.pipeline import RuntimeOptions
+
+pytest.importorskip("onnxruntime_qnn")
+
+
+def _greedy(model: LocalModel, prompt: list[int], n: int) -> list[int]:
+    return list(generate_step(model, prompt, GenerationConfig(max_new_tokens=n, ignore_eos=True)))
+
+
+@pytest.fixture(scope="module")
+def qnn_model(tiny_qwen2_npu_qdq_package, tmp_path_factory):  # noqa: F811
+    cache = tmp_path_factory.mktemp("ep-cache")
+    return LocalModel(tiny_qwen2_npu_qdq_package, RuntimeOptions(ep_cache_dir=cache)), cache
+
+
+def test_npu_package_runs_context_and_iterator_on_qnn(qnn_model):
+    model, _ = qnn_model
+    stages = {s["id"]: s["provider"] for s in model.pipeline.report.stages}
+    assert stages == {"embeddings": "CPUExecutionProvider", "context": "QNNExecutionProvider",
+                      "iterator": "QNNExecutionProvider", "lm_head": "CPUExecutionProvider"}
+    assert model.pipeline.window == 64 and model.pipeline.kv_mode == "static"
+
+
+def test_qnn_greedy_tokens_equal_cpu_ep(qnn_model, tiny_qwen2_npu_qdq_package):  # noqa: F811
+    model, _ = qnn_model
+    cpu = LocalModel(tiny_qwen2_npu_qdq_package, RuntimeOptions(provider="cpu"))
+    prompt = [int(t) for t in range(3, 73)]  # 70 tokens: one full window and a padded one
+    assert _greedy(model, prompt, 10) == _greedy(cpu, prompt, 10)
+
+
+def test_compiled_graphs_are_cached_and_reused(qnn_model, tiny_qwen2_npu_qdq_package):  # noqa: F811
+    _, cache = qnn_model
+    assert len(list(cache.glob("*/*_ctx.onnx"))) == 2
+    again = LocalModel(tiny_qwen2_npu_qdq_package, RuntimeOptions(ep_cache_dir=cache))
+    cached = {s["id"]: s["from_cache"] for s in again.pipeline.report.stages}
+    assert cached["context"] and cached["iterator"]
