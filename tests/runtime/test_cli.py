@@ -114,3 +114,23 @@ def test_deepseek_package_splits_reasoning_in_json(deepseek_package):
     # (random) model writes before any </think> is reasoning, not answer
     assert data["stats"]["prompt_tokens"] == 6
     assert data["reasoning"].strip()
+
+
+def test_interactive_chat_resets_and_exits(stories_package, monkeypatch):
+    from rich.console import Console
+
+    from toolkit.cli.run_cmds import _chat
+    from toolkit.runtime.chat import ChatSession
+    from toolkit.runtime.generate import GenerationConfig
+    from toolkit.runtime.model import LocalModel
+
+    lines = iter(["Once upon a time", "", "/reset", "There was a dog", "/exit", "never read"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
+    out, err = Console(record=True, width=200), Console(record=True, width=200)
+    session = ChatSession(LocalModel(stories_package))
+    _chat(session, GenerationConfig(max_new_tokens=5), out, err, show_reasoning=True)
+    assert next(lines) == "never read"
+    log = err.export_text()
+    assert log.count("TTFT") == 2 and "history cleared" in log
+    assert [m["role"] for m in session.messages] == ["user", "assistant"]
+    assert session.messages[0]["content"] == "There was a dog"
