@@ -68,7 +68,7 @@ def _stream(events, out, err, show_reasoning: bool):
     for event in events:
         if event.kind == "done":
             stats = event.stats
-            break
+            continue
         if event.kind == "reasoning" and not show_reasoning:
             continue
         if last_kind == "reasoning" and event.kind == "answer":

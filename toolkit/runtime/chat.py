@@ -23,16 +23,26 @@ class ChatSession:
         """Start over (the system prompt stays)."""
         self.messages = [{"role": "system", "content": self.system}] if self.system else []
         self.model.cached_ids = []
+        self._epoch = getattr(self, "_epoch", 0) + 1
 
     def send(self, text: str, config: GenerationConfig | None = None,
              cancel: threading.Event | None = None) -> Iterator[GenerationEvent]:
         """Stream the reply to `text`; the answer (not the reasoning) joins the history, even when cut short."""
         self.messages.append({"role": "user", "content": text})
-        answer: list[str] = []
+        epoch, answer, recorded = self._epoch, [], False
+
+        def record() -> None:
+            nonlocal recorded
+            if not recorded and epoch == self._epoch:  # a reset in between makes this turn history no more
+                self.messages.append({"role": "assistant", "content": "".join(answer)})
+            recorded = True
+
         try:
             for event in stream_generate(self.model, list(self.messages), config, cancel):
                 if event.kind == "answer":
                     answer.append(event.text)
+                elif event.kind == "done":
+                    record()
                 yield event
         finally:
-            self.messages.append({"role": "assistant", "content": "".join(answer)})
+            record()
