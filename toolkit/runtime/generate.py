@@ -117,6 +117,7 @@ def generate_step(
     rng = np.random.default_rng(config.sampling.seed)
     history: list[int] = list(ids)
     pipeline.reset()
+    pipeline.ensure_capacity(len(ids) + config.max_new_tokens)  # one allocation for the whole request
     pipeline.position = reuse
     model.cached_ids = []
     start = time.perf_counter()

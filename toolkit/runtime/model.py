@@ -80,7 +80,7 @@ class LocalModel:
 
     @property
     def context_length(self) -> int:
-        return self.pipeline.capacity
+        return self.pipeline.max_tokens
 
     def prompt_opens_reasoning(self, prompt_text: str) -> bool:
         """Whether the rendered prompt ends inside a reasoning block (DeepSeek-R1 adds '<think>\\n')."""

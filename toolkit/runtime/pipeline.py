@@ -163,7 +163,7 @@ class DecoderPipeline:
                 present = r.outputs.get(self._kv_names[0][2])
                 break
         self.kv_mode = "none"
-        self.capacity = self.config.context_length
+        self.max_tokens = self.config.context_length  # the most positions a conversation can use
         self._kv_values = {}
         self._token_plan = None
         if meta is None:
@@ -182,7 +182,7 @@ class DecoderPipeline:
                 )
             self.kv_mode = "static"
             self._kv_shape = [int(d) for d in shape]
-            self.capacity = min(self._kv_shape[2], self.config.context_length)
+            self.max_tokens = min(self._kv_shape[2], self.config.context_length)
         else:
             kv_heads = _static(shape[1]) or self.config.num_key_value_heads
             head = _static(shape[3]) or self.config.head_size
@@ -254,7 +254,7 @@ class DecoderPipeline:
 
     def ensure_capacity(self, total_tokens: int) -> None:
         """Make room for `total_tokens` positions, or raise if the package cannot hold them."""
-        limit = self.capacity if self.kv_mode == "static" else self.config.context_length
+        limit = self.max_tokens
         if total_tokens > limit:
             raise PackageError(f"{self.config.path}: {total_tokens} tokens do not fit the model's context of "
                                f"{limit} tokens")
@@ -266,7 +266,6 @@ class DecoderPipeline:
                 self._allocate_kv(need)
                 for new, prev in zip(self._kv_buffers, old, strict=False):
                     new[:, :, :prev.shape[2]] = prev
-                self.capacity = need
 
     # ---- running ---------------------------------------------------------------------------------------------
     def _int_input(self, name: str, values: np.ndarray) -> Any:

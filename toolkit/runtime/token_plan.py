@@ -45,7 +45,7 @@ class TokenPlan:
                     fixed = meta.shape[1] if isinstance(meta.shape[1], int) else None
                     if fixed is None:
                         self._dynamic_mask = True
-                        self._mask_ones = np.ones((1, pipeline.capacity), dtype=dtype)
+                        self._mask_ones = np.ones((1, pipeline.max_tokens), dtype=dtype)
                     else:
                         managed(name, (1, fixed), dtype)
         for r in runners:
