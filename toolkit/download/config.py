@@ -15,7 +15,7 @@ class DownloadConfig:
     connections: int = 8  # per file
     max_connections: int = 16  # across all files at once
     max_files: int = 4
-    segments_per_connection: int = 8  # small segments keep the written prefix close behind (hashing overlaps)
+    segments_per_connection: int = 16  # small segments: busy connections to the end, hashing close behind
     min_segment: int = 4 * MiB
     max_segment: int = 16 * MiB
     min_split: int = 2 * MiB  # an idle connection steals half of a part only if both halves keep this much
