@@ -226,7 +226,8 @@ class DecoderPipeline:
             if not r.stage.run_on_prompt:
                 continue
             for meta in r.inputs.values():
-                if meta.name in self._kv_values or len(meta.shape) < 2 or meta.name == self._names.attention_mask:
+                kv_names = {name for names in self._kv_names for name in names}
+                if meta.name in kv_names or len(meta.shape) < 2 or meta.name == self._names.attention_mask:
                     continue
                 if meta.name in (self._names.past_sequence_length, self._names.total_sequence_length):
                     continue
