@@ -62,6 +62,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mb", type=int, default=400)
     ap.add_argument("--rate-mb", type=float, default=20.0)
+    ap.add_argument("--engines", default="toolkit,hf_hub_download,aria2c", help="comma-separated subset")
     args = ap.parse_args()
     size = args.size_mb * 1000 * 1000
     src = make_file(bench_dir() / f"resume-{args.size_mb}MB.bin", size)
@@ -72,6 +73,8 @@ def main() -> None:
     results = {}
     with server([src], args.rate_mb * 1e6) as (url, stats):
         for engine in ("toolkit", "hf_hub_download", "aria2c -x8 -s8 -c"):
+            if engine.split()[0] not in args.engines.split(","):
+                continue
             out = fresh_dir("resume-")
             env = toolkit_env(url, out, manifest, HF_HUB_DISABLE_TELEMETRY="1")
             if engine == "toolkit":
