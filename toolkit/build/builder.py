@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from catalog.errors import BuildError
 from toolkit.build.checkpoint import Checkpoint
 from toolkit.build.linear import FloatLinear, NBitsLinear
@@ -35,11 +37,12 @@ class BuildOptions:
     context_length: int = 4096
     window: int = 64
     rotate: bool = True  # npu-qdq: QuaRot
-    weight_method: str = "rtn"  # npu-qdq: rtn or gptq
+    weight_method: str = "gptq"  # rtn or gptq (gptq needs calibration_text; cpu-int4 uses it only when given)
     calibration_text: Path | None = None  # npu-qdq: text for activation ranges (and GPTQ)
     calibration_tokens: int = 512
     online_hadamard: bool = True  # npu-qdq: Hadamard before down_proj when a construction exists
     keep_float: tuple[str, ...] = ()  # npu-qdq: tensors left unquantized (substring match), e.g. "masked_scores"
+    keep_8bit: tuple[str, ...] = ("k_proj", "v_proj")  # cpu-int4: small, sensitive linears at 8 bits
     seed: int = 0
     overwrite: bool = False
     extra: dict = field(default_factory=dict)
@@ -80,18 +83,43 @@ def _check_options(ckpt: Checkpoint, opts: BuildOptions) -> None:
         raise BuildError(f"{ckpt.folder / 'config.json'}: num_attention_heads is not a multiple of num_key_value_heads")
 
 
-def _write_cpu_stages(ckpt: Checkpoint, opts: BuildOptions, out: Path) -> tuple[str, str]:
+def _cpu_quantizer(ckpt: Checkpoint, opts: BuildOptions):
+    """Block quantizer for cpu-int4: 8 bits for `keep_8bit`; GPTQ (act order) with calibration text, else RTN."""
+    from toolkit.build.quantize import gptq_blockwise, quantize_blockwise, quantize_blockwise8
+
+    grams = None
+    if opts.calibration_text is not None and opts.weight_method == "gptq":
+        from toolkit.build.calibrate import calibrate, calibration_ids
+
+        spec = GraphSpec(attention="explicit", context_length=opts.context_length, seq_len=opts.window,
+                         fused_norm=False)
+        docs = calibration_ids(ckpt, opts.calibration_text, opts.calibration_tokens)
+        _, grams = calibrate(ckpt, lambda i: checkpoint_layer(ckpt, i), ckpt.tensor("model.embed_tokens.weight"),
+                             spec, docs, True, final_norm=ckpt.tensor("model.norm.weight"))
+
+    def quantize(name: str, w: np.ndarray):
+        if any(k in name for k in opts.keep_8bit):
+            return quantize_blockwise8(w)
+        return gptq_blockwise(w, grams[name]) if grams is not None else quantize_blockwise(w)
+
+    quantize.method = "gptq" if grams is not None else "rtn"
+    return quantize
+
+
+def _write_cpu_stages(ckpt: Checkpoint, opts: BuildOptions, out: Path) -> tuple[str, str, str]:
     quantized = opts.target == "cpu-int4"
-    linear = NBitsLinear() if quantized else FloatLinear()
+    quantizer = _cpu_quantizer(ckpt, opts) if quantized else None
+    linear = NBitsLinear(quantizer=quantizer) if quantized else FloatLinear()
     # ORT's GroupQueryAttention needs head_size % 16 == 0; smaller heads (stories260K: 8) use plain ops.
     attention = "gqa" if ckpt.config.head_dim % 16 == 0 else "explicit"
     spec = GraphSpec(attention=attention, context_length=opts.context_length, seq_len=None)
     build_embeddings(ckpt.tensor("model.embed_tokens.weight"), quantized).save(out / EMBEDDINGS)
-    build_lm_head(ckpt.lm_head(), quantized).save(out / LM_HEAD)
+    head = ckpt.lm_head()
+    build_lm_head(head, quantized, quantizer("lm_head", head) if quantizer else None).save(out / LM_HEAD)
     g = build_transformer(ckpt.config, lambda i: checkpoint_layer(ckpt, i), ckpt.tensor("model.norm.weight"),
                           linear, spec)
     g.save(out / TRANSFORMER)
-    return TRANSFORMER, TRANSFORMER
+    return TRANSFORMER, TRANSFORMER, quantizer.method if quantizer else "none"
 
 
 def build_package(checkpoint: str | Path, out: str | Path, opts: BuildOptions | None = None) -> dict:
@@ -112,9 +140,10 @@ def build_package(checkpoint: str | Path, out: str | Path, opts: BuildOptions | 
 
             context_file, iterator_file, quant_info = write_npu_stages(ckpt, opts, tmp)
         else:
-            context_file, iterator_file = _write_cpu_stages(ckpt, opts, tmp)
-            quant_info = ({"weights": "int4 block 32 asymmetric (MatMulNBits, accuracy_level 4)",
-                           "embeddings": "int4 block 32 (GatherBlockQuantized)", "lm_head": "int4 block 32"}
+            context_file, iterator_file, method = _write_cpu_stages(ckpt, opts, tmp)
+            quant_info = ({"weights": f"int4 block 32 asymmetric, {method} (MatMulNBits, accuracy_level 4)",
+                           "8bit": list(opts.keep_8bit),
+                           "embeddings": "int4 block 32 (GatherBlockQuantized)", "lm_head": f"int4 block 32, {method}"}
                           if opts.target == "cpu-int4" else {"weights": "fp32"})
         config = genai_config(ckpt, context_file, iterator_file, opts.context_length, opts.window,
                               npu=opts.target == "npu-qdq")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from toolkit.build.graph import MS_DOMAIN, Graph
-from toolkit.build.quantize import BLOCK, ChannelQuantized, quantize_blockwise
+from toolkit.build.quantize import BLOCK, BlockQuantized, ChannelQuantized, quantize_blockwise
 
 ActHook = Callable[..., str]
 
@@ -40,19 +40,24 @@ class FloatLinear:
 
 
 class NBitsLinear:
-    """y = x W^T + b with W as int4 blocks of 32 (MatMulNBits, accuracy_level 4)."""
+    """y = x W^T + b with W as int4 blocks of 32 (MatMulNBits, accuracy_level 4).
 
-    def __init__(self, accuracy_level: int = 4) -> None:
+    `quantizer(name, w)` picks the rounding (default: range-searched RTN; GPTQ when calibrated).
+    """
+
+    def __init__(self, accuracy_level: int = 4,
+                 quantizer: Callable[[str, np.ndarray], BlockQuantized] | None = None) -> None:
         self.accuracy_level = accuracy_level
+        self.quantizer = quantizer or (lambda name, w: quantize_blockwise(w))
 
     def __call__(self, g: Graph, x: str, name: str, w: np.ndarray, bias: np.ndarray | None) -> str:
         n, k = w.shape
-        bq = quantize_blockwise(w)
+        bq = self.quantizer(name, w)
         b = g.init(name + ".qweight", bq.packed)
         s = g.init(name + ".scales", bq.scales.reshape(-1))
         z = g.init(name + ".qzeros", bq.zero_points.reshape(-1))
         y = g.op("MatMulNBits", [x, b, s, z], name=name + "/MatMulNBits", domain=MS_DOMAIN,
-                 K=k, N=n, bits=4, block_size=BLOCK, accuracy_level=self.accuracy_level)
+                 K=k, N=n, bits=bq.bits, block_size=BLOCK, accuracy_level=self.accuracy_level)
         return _bias(g, y, name, bias)
 
 

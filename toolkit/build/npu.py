@@ -8,17 +8,16 @@ pairs around every activation and DequantizeLinear(int4, explicit zero point) we
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from onnx import TensorProto, helper, numpy_helper
+from onnx import numpy_helper
 
 from catalog.errors import BuildError
+from toolkit.build.calibrate import calibrate, calibration_ids, initializer_map
 from toolkit.build.checkpoint import Checkpoint
 from toolkit.build.graph import Graph
-from toolkit.build.linear import FloatLinear, QDQLinear
+from toolkit.build.linear import QDQLinear
 from toolkit.build.package import CONTEXT, EMBEDDINGS, ITERATOR, LM_HEAD
 from toolkit.build.quantize import ChannelQuantized, quantize_gptq, quantize_rtn
 from toolkit.build.rotation import fold_and_rotate, online_factors, random_hadamard
@@ -27,20 +26,6 @@ from toolkit.build.transformer import GraphSpec, LayerWeights, build_transformer
 
 U16_MAX = 65535
 MASK_VALUE = -100.0  # exp(-100) is 0 in fp32, and a uint16 grid over [-130, 30] keeps 0.0025 steps
-
-
-class RangeRecorder:
-    """Activation hook of the calibration graph: remembers which tensors to observe."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def __call__(self, g: Graph, x: str, out: str | None = None) -> str:
-        if x not in self.names and x not in _initializer_names(g):
-            self.names.append(x)
-        if out is not None:
-            return g.op("Identity", [x], name=out + "/id", outputs=[out])
-        return x
 
 
 class QDQ:
@@ -58,7 +43,7 @@ class QDQ:
         if any(k in x for k in self.keep_float):
             self.kept.add(x)
             return g.op("Identity", [x], name=out + "/id", outputs=[out]) if out else x
-        inits = _initializer_map(g)
+        inits = initializer_map(g)
         if x in inits:
             a = numpy_helper.to_array(inits[x])
             lo, hi = float(a.min()), float(a.max())
@@ -75,26 +60,6 @@ class QDQ:
         dq = g.op("DequantizeLinear", [q, s, z], name=out or x + "_dq", outputs=[out] if out else None)
         self._done[(id(g), x)] = dq
         return dq
-
-
-def _initializer_names(g: Graph) -> set[str]:
-    return {t.name for t in g.initializers}
-
-
-def _initializer_map(g: Graph) -> dict:
-    return {t.name: t for t in g.initializers}
-
-
-class RecordingLinear(FloatLinear):
-    """FloatLinear that remembers which tensor feeds each linear (for GPTQ's X^T X)."""
-
-    def __init__(self, act) -> None:
-        super().__init__(act)
-        self.inputs: dict[str, str] = {}
-
-    def __call__(self, g: Graph, x: str, name: str, w: np.ndarray, bias: np.ndarray | None) -> str:
-        self.inputs[name] = x
-        return super().__call__(g, x, name, w, bias)
 
 
 def rotated_model(ckpt: Checkpoint, rotate: bool, online: bool, seed: int):
@@ -118,86 +83,6 @@ def rotated_model(ckpt: Checkpoint, rotate: bool, online: bool, seed: int):
     info = {"rotation": f"QuaRot randomized Hadamard (Kronecker), seed {seed}" if rotate else "none",
             "online_down_hadamard": down is not None}
     return layer, embed, head, info
-
-
-def calibration_ids(ckpt: Checkpoint, text_file: Path, max_tokens: int) -> list[list[int]]:
-    """Token ids of the calibration text (documents split on <|endoftext|>, BOS-prefixed)."""
-    from tokenizers import Tokenizer
-
-    from toolkit.build.evaluate import split_documents
-
-    tok_path = ckpt.folder / "tokenizer.json"
-    if not tok_path.is_file():
-        raise BuildError(f"{tok_path}: tokenizer.json is needed to tokenize the calibration text")
-    tok = Tokenizer.from_file(str(tok_path))
-    bos = ckpt.config.bos_token_id
-    docs, total = [], 0
-    for d in split_documents(Path(text_file).read_text(encoding="utf-8")):
-        ids = ([bos] if bos is not None else []) + tok.encode(d, add_special_tokens=False).ids
-        ids = ids[: max_tokens - total]
-        if len(ids) > 1:
-            docs.append(ids)
-            total += len(ids)
-        if total >= max_tokens:
-            break
-    if not docs:
-        raise BuildError(f"{text_file}: no calibration tokens")
-    return docs
-
-
-def calibrate(ckpt: Checkpoint, layer: Callable[[int], LayerWeights], embed: np.ndarray, spec: GraphSpec,
-              docs: list[list[int]], want_hessians: bool) -> tuple[dict, dict]:
-    """Run the float graph on the calibration windows: activation ranges and per-linear X^T X."""
-    import onnxruntime as ort
-
-    cfg = ckpt.config
-    rec = RangeRecorder()
-    lin = RecordingLinear(rec)
-    g = build_transformer(cfg, layer, None, lin, spec, act=rec, name="calibration")
-    produced = {o for n in g.nodes for o in n.output}
-    watch = [n for n in rec.names if n in produced]
-    declared = {o.name for o in g.outputs}
-    for n in watch:
-        if n not in declared:
-            g.outputs.append(helper.make_tensor_value_info(n, TensorProto.FLOAT, None))
-    watch_inputs = [n for n in rec.names if n not in produced]  # graph inputs: input_hidden_states, past_*
-    ranges: dict[str, list[float]] = {}
-    grams: dict[str, np.ndarray] = {}
-    with tempfile.TemporaryDirectory(prefix="toolkit-calib-") as tmp:
-        path = Path(tmp) / "calibration.onnx"
-        g.save(path)
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        out_names = [o.name for o in sess.get_outputs()]
-        kv_shape = (1, cfg.num_kv_heads, spec.context_length, cfg.head_dim)
-        w = spec.seq_len
-        for ids in docs:
-            ids = ids[: spec.context_length]
-            past = {f"past_{k}_{i}": np.zeros(kv_shape, np.float32)
-                    for i in range(cfg.num_layers) for k in ("keys", "values")}
-            for w0 in range(0, len(ids), w):
-                chunk = ids[w0:w0 + w]
-                n_real = len(chunk)
-                chunk = chunk + [chunk[-1]] * (w - n_real)
-                feeds = {"input_hidden_states": embed[np.asarray(chunk)][None], **past,
-                         "past_seq_len": np.asarray([[w0 + w - 1]], np.int32),
-                         "total_seq_len": np.asarray([spec.context_length], np.int32)}
-                outs = dict(zip(out_names, sess.run(out_names, feeds), strict=True))
-                values = {**{n: feeds[n] for n in watch_inputs}, **outs}
-                for n in rec.names:
-                    a = values[n]
-                    if n == "input_hidden_states" or a.ndim == 3:
-                        a = a[:, :n_real] if a.shape[1] == w else a
-                    lo, hi = float(a.min()), float(a.max())
-                    r = ranges.setdefault(n, [lo, hi])
-                    r[0], r[1] = min(r[0], lo), max(r[1], hi)
-                if want_hessians:
-                    for lname, src in lin.inputs.items():
-                        x = values[src].reshape(-1, values[src].shape[-1])[:n_real].astype(np.float64)
-                        grams[lname] = grams.get(lname, 0) + x.T @ x
-                past = {k: outs[k.replace("past_", "present_")] for k in past}
-    return {k: (v[0], v[1]) for k, v in ranges.items()}, grams
 
 
 def write_npu_stages(ckpt: Checkpoint, opts, out: Path) -> tuple[str, str, dict]:

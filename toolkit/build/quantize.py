@@ -12,16 +12,20 @@ BLOCK = 32
 
 @dataclass
 class BlockQuantized:
-    """Asymmetric 4-bit block quantization of a [rows, cols] matrix along cols (packed as ORT expects)."""
+    """Asymmetric 4-bit (or 8-bit) block quantization of a [rows, cols] matrix along cols, packed as ORT expects."""
 
-    packed: np.ndarray  # uint8 [rows, n_blocks, BLOCK // 2]
+    packed: np.ndarray  # uint8 [rows, n_blocks, BLOCK * bits // 8]
     scales: np.ndarray  # float32 [rows, n_blocks]
-    zero_points: np.ndarray  # uint8 [rows, ceil(n_blocks / 2)]
+    zero_points: np.ndarray  # uint8 [rows, ceil(n_blocks * bits / 8)]
     cols: int
+    bits: int = 4
 
     def dequantize(self) -> np.ndarray:
         """Back to float32 [rows, cols] (for tests and the reference)."""
         rows, n_blocks, _ = self.packed.shape
+        if self.bits == 8:
+            w = (self.packed.astype(np.float32) - self.zero_points[..., None]) * self.scales[..., None]
+            return w.reshape(rows, -1)[:, : self.cols]
         q = np.empty((rows, n_blocks, BLOCK), np.float32)
         q[..., 0::2] = self.packed & 0x0F
         q[..., 1::2] = self.packed >> 4
@@ -39,8 +43,38 @@ def _pack_nibbles(q: np.ndarray) -> np.ndarray:
     return (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8)
 
 
-def quantize_blockwise(w: np.ndarray, rows_per_chunk: int = 8192) -> BlockQuantized:
-    """Quantize w [rows, cols] to 4 bits in blocks of 32 along cols, asymmetric (zero point per block)."""
+SHRINK_GRID = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75)
+
+
+def _block_params(blocks: np.ndarray, shrink: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-block scale and zero point; the range is shrunk by the factor with the least squared error."""
+    lo0 = np.minimum(blocks.min(axis=-1), 0.0)
+    hi0 = np.maximum(blocks.max(axis=-1), 0.0)
+    best_err = best_scale = best_zp = None
+    for a in shrink:
+        scale = (hi0 - lo0) * a / 15.0
+        scale = np.where(scale == 0, 1.0, scale).astype(np.float32)
+        zp = np.clip(np.round(-lo0 * a / scale), 0, 15)
+        q = np.clip(np.round(blocks / scale[..., None]) + zp[..., None], 0, 15)
+        err = np.square((q - zp[..., None]) * scale[..., None] - blocks).sum(axis=-1)
+        if best_err is None:
+            best_err, best_scale, best_zp = err, scale, zp
+        else:
+            better = err < best_err
+            best_err = np.where(better, err, best_err)
+            best_scale = np.where(better, scale, best_scale)
+            best_zp = np.where(better, zp, best_zp)
+    return best_scale, best_zp
+
+
+def _pack_blocks(q: np.ndarray, scales: np.ndarray, zps: np.ndarray, cols: int) -> BlockQuantized:
+    return BlockQuantized(_pack_nibbles(q.astype(np.uint8)), scales.astype(np.float32),
+                          _pack_nibbles(zps.astype(np.uint8)), cols)
+
+
+def quantize_blockwise(w: np.ndarray, rows_per_chunk: int = 4096,
+                       shrink: tuple[float, ...] = SHRINK_GRID) -> BlockQuantized:
+    """Quantize w [rows, cols] to 4 bits in blocks of 32 along cols, asymmetric, with an MSE range search."""
     rows, cols = w.shape
     n_blocks = -(-cols // BLOCK)
     packed = np.empty((rows, n_blocks, BLOCK // 2), np.uint8)
@@ -51,16 +85,74 @@ def quantize_blockwise(w: np.ndarray, rows_per_chunk: int = 8192) -> BlockQuanti
         if cols % BLOCK:
             chunk = np.pad(chunk, ((0, 0), (0, n_blocks * BLOCK - cols)))
         blocks = chunk.reshape(chunk.shape[0], n_blocks, BLOCK)
-        lo = np.minimum(blocks.min(axis=2), 0.0)
-        hi = np.maximum(blocks.max(axis=2), 0.0)
-        scale = (hi - lo) / 15.0
-        scale = np.where(scale == 0, 1.0, scale).astype(np.float32)
-        zp = np.clip(np.round(-lo / scale), 0, 15)
+        scale, zp = _block_params(blocks, shrink)
         q = np.clip(np.round(blocks / scale[..., None]) + zp[..., None], 0, 15).astype(np.uint8)
         packed[r0:r0 + rows_per_chunk] = _pack_nibbles(q)
         scales[r0:r0 + rows_per_chunk] = scale
         zps[r0:r0 + rows_per_chunk] = _pack_nibbles(zp.astype(np.uint8))
     return BlockQuantized(packed, scales, zps, cols)
+
+
+def quantize_blockwise8(w: np.ndarray) -> BlockQuantized:
+    """8-bit asymmetric blocks of 32 (for the few small, sensitive tensors kept at higher precision)."""
+    rows, cols = w.shape
+    n_blocks = -(-cols // BLOCK)
+    x = np.pad(np.asarray(w, np.float32), ((0, 0), (0, n_blocks * BLOCK - cols))).reshape(rows, n_blocks, BLOCK)
+    lo, hi = np.minimum(x.min(-1), 0.0), np.maximum(x.max(-1), 0.0)
+    scale = np.where(hi > lo, (hi - lo) / 255.0, 1.0).astype(np.float32)
+    zp = np.clip(np.round(-lo / scale), 0, 255)
+    q = np.clip(np.round(x / scale[..., None]) + zp[..., None], 0, 255).astype(np.uint8)
+    return BlockQuantized(q, scale, zp.astype(np.uint8), cols, bits=8)
+
+
+def _gptq_inverse(hessian: np.ndarray, w: np.ndarray, damp: float) -> np.ndarray:
+    """Upper Cholesky factor of the damped inverse Hessian (dead inputs get a unit diagonal, zero weight)."""
+    H = np.array(hessian, dtype=np.float64)
+    dead = np.diag(H) == 0
+    H[dead, dead] = 1.0
+    w[:, dead] = 0.0
+    H += np.eye(H.shape[0]) * damp * np.mean(np.diag(H))
+    return np.linalg.cholesky(np.linalg.inv(H)).T
+
+
+def gptq_blockwise(w: np.ndarray, hessian: np.ndarray, damp: float = 0.01, step: int = 128,
+                   act_order: bool = True) -> BlockQuantized:
+    """GPTQ with asymmetric 4-bit groups of 32 along the input axis (the MatMulNBits layout).
+
+    w is [out, in]. Group scales and zero points are fixed first from the weights (range search,
+    "static groups"), then columns are rounded in decreasing Hessian-diagonal order (act order),
+    each rounding error spread over the columns not yet rounded.
+    """
+    W = np.array(w, dtype=np.float64)
+    rows, cols = W.shape
+    n_blocks = -(-cols // BLOCK)
+    padded = np.pad(W, ((0, 0), (0, n_blocks * BLOCK - cols))).reshape(rows, n_blocks, BLOCK)
+    scales, zps = (a.astype(np.float64) for a in _block_params(padded.astype(np.float32), SHRINK_GRID))
+    H = np.array(hessian, dtype=np.float64)
+    perm = np.argsort(-np.diag(H), kind="stable") if act_order else np.arange(cols)
+    W = W[:, perm]
+    Hinv = _gptq_inverse(H[np.ix_(perm, perm)], W, damp)
+    group = perm // BLOCK
+    Q = np.zeros((rows, cols), np.uint8)
+    for b0 in range(0, cols, step):
+        b1 = min(b0 + step, cols)
+        W1 = W[:, b0:b1].copy()
+        Err = np.zeros_like(W1)
+        H1 = Hinv[b0:b1, b0:b1]
+        for i in range(b1 - b0):
+            s, z = scales[:, group[b0 + i]], zps[:, group[b0 + i]]
+            q = np.clip(np.round(W1[:, i] / s) + z, 0, 15)
+            Q[:, b0 + i] = q
+            err = (W1[:, i] - (q - z) * s) / H1[i, i]
+            W1[:, i:] -= np.outer(err, H1[i, i:])
+            Err[:, i] = err
+        W[:, b1:] -= Err @ Hinv[b0:b1, b1:]
+    levels = np.zeros((rows, n_blocks * BLOCK), np.uint8)
+    levels[:, perm] = Q
+    zero_pad = np.round(zps).astype(np.uint8)[:, -1:]
+    if cols % BLOCK:  # padded tail columns hold the zero point, i.e. the value 0
+        levels[:, cols:] = zero_pad
+    return _pack_blocks(levels.reshape(rows, n_blocks, BLOCK), scales, zps, cols)
 
 
 @dataclass
@@ -83,10 +175,24 @@ class ChannelQuantized:
         return w, s, z
 
 
-def channel_scales(w_in_out: np.ndarray) -> np.ndarray:
-    """Per-output-channel symmetric scales so that max |w| maps to 7."""
-    amax = np.abs(w_in_out).max(axis=0)
-    return np.where(amax == 0, 1.0, amax / 7.0).astype(np.float32)
+CHANNEL_SHRINK_GRID = tuple(np.round(np.linspace(1.0, 0.5, 11), 3))
+
+
+def channel_scales(w_in_out: np.ndarray, shrink: tuple[float, ...] = CHANNEL_SHRINK_GRID) -> np.ndarray:
+    """Per-output-channel symmetric scales: max |w| maps to 7, shrunk by the factor with the least squared error."""
+    w = np.asarray(w_in_out, np.float32)
+    amax = np.abs(w).max(axis=0)
+    amax = np.where(amax == 0, 1.0, amax)
+    best_err = best = None
+    for a in shrink:
+        s = (amax * a / 7.0).astype(np.float32)
+        err = np.square(np.clip(np.round(w / s), -8, 7) * s - w).sum(axis=0)
+        if best is None:
+            best_err, best = err, s
+        else:
+            better = err < best_err
+            best_err, best = np.where(better, err, best_err), np.where(better, s, best)
+    return best.astype(np.float32)
 
 
 def quantize_rtn(w_in_out: np.ndarray) -> ChannelQuantized:
@@ -96,22 +202,19 @@ def quantize_rtn(w_in_out: np.ndarray) -> ChannelQuantized:
     return ChannelQuantized(q, s)
 
 
-def quantize_gptq(w_in_out: np.ndarray, hessian: np.ndarray, damp: float = 0.01,
-                  block: int = 128) -> ChannelQuantized:
-    """GPTQ (Frantar et al. 2022): quantize input rows in order, spreading each error over the rest.
+def quantize_gptq(w_in_out: np.ndarray, hessian: np.ndarray, damp: float = 0.01, block: int = 128,
+                  act_order: bool = True) -> ChannelQuantized:
+    """GPTQ (Frantar et al. 2022) with per-output-channel int4 scales, inputs rounded in act order.
 
     `hessian` is X^T X [in, in] accumulated from calibration activations entering this linear.
     """
     W = np.array(w_in_out.T, dtype=np.float64)  # [out, in], columns are inputs
     n_in = W.shape[1]
-    H = np.array(hessian, dtype=np.float64)
-    dead = np.diag(H) == 0
-    H[dead, dead] = 1.0
-    W[:, dead] = 0.0
     s = channel_scales(W.T).astype(np.float64)
-    H += np.eye(n_in) * damp * np.mean(np.diag(H))
-    L = np.linalg.cholesky(np.linalg.inv(H))  # lower; upper factor of H^-1 is L.T
-    Hinv = L.T
+    H = np.array(hessian, dtype=np.float64)
+    perm = np.argsort(-np.diag(H), kind="stable") if act_order else np.arange(n_in)
+    W = W[:, perm]
+    Hinv = _gptq_inverse(H[np.ix_(perm, perm)], W, damp)
     Q = np.zeros_like(W)
     for b0 in range(0, n_in, block):
         b1 = min(b0 + block, n_in)
@@ -120,11 +223,12 @@ def quantize_gptq(w_in_out: np.ndarray, hessian: np.ndarray, damp: float = 0.01,
         Hinv1 = Hinv[b0:b1, b0:b1]
         for i in range(b1 - b0):
             w = W1[:, i]
-            d = Hinv1[i, i]
             q = np.clip(np.round(w / s), -8, 7)
             Q[:, b0 + i] = q
-            err = (w - q * s) / d
+            err = (w - q * s) / Hinv1[i, i]
             W1[:, i:] -= np.outer(err, Hinv1[i, i:])
             Err[:, i] = err
         W[:, b1:] -= Err @ Hinv[b0:b1, b1:]
-    return ChannelQuantized(Q.T.astype(np.int8), s.astype(np.float32))
+    out = np.zeros_like(Q)
+    out[:, perm] = Q
+    return ChannelQuantized(out.T.astype(np.int8), s.astype(np.float32))

@@ -6,7 +6,7 @@ import numpy as np
 from onnx import TensorProto
 
 from toolkit.build.graph import MS_DOMAIN, Graph
-from toolkit.build.quantize import BLOCK, quantize_blockwise
+from toolkit.build.quantize import BLOCK, BlockQuantized, quantize_blockwise
 
 
 def build_embeddings(table: np.ndarray, quantized: bool) -> Graph:
@@ -29,13 +29,13 @@ def build_embeddings(table: np.ndarray, quantized: bool) -> Graph:
     return g
 
 
-def build_lm_head(weight: np.ndarray, quantized: bool) -> Graph:
+def build_lm_head(weight: np.ndarray, quantized: bool, quantized_weight: BlockQuantized | None = None) -> Graph:
     """output_hidden_states [1, S, H] -> logits [1, S, vocab] (MatMul or MatMulNBits int4 block 32)."""
     vocab, hidden = weight.shape
     g = Graph("lm_head")
     g.input("output_hidden_states", TensorProto.FLOAT, [1, "sequence_length", hidden])
     if quantized:
-        bq = quantize_blockwise(weight)
+        bq = quantized_weight if quantized_weight is not None else quantize_blockwise(weight)
         g.op("MatMulNBits",
              ["output_hidden_states", g.init("lm_head.qweight", bq.packed),
               g.init("lm_head.scales", bq.scales.reshape(-1)), g.init("lm_head.qzeros", bq.zero_points.reshape(-1))],
