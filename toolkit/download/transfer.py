@@ -42,6 +42,28 @@ from toolkit.download.plan import (
 from toolkit.download.progress import Progress
 from toolkit.download.state import PartialState, load_state, save_state
 
+_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
+
+
+def write_at(fd: int, data: bytes, offset: int) -> None:
+    """Write all of `data` at `offset` (pwrite where it exists; seek + write on Windows, under the caller's lock)."""
+    view = memoryview(data)
+    while view:
+        if hasattr(os, "pwrite"):
+            n = os.pwrite(fd, view, offset)
+        else:
+            os.lseek(fd, offset, os.SEEK_SET)
+            n = os.write(fd, view)
+        view, offset = view[n:], offset + n
+
+
+def read_at(fd: int, size: int, offset: int) -> bytes:
+    """Read up to `size` bytes at `offset` from an fd that only one thread uses."""
+    if hasattr(os, "pread"):
+        return os.pread(fd, size, offset)
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.read(fd, size)
+
 
 class _Retry(Exception):
     def __init__(self, reason: str, retry_after: float | None = None, stall: bool = False) -> None:
@@ -70,7 +92,7 @@ class _Hasher(threading.Thread):
 
     def run(self) -> None:
         try:
-            fd = os.open(self.t.data_path, os.O_RDONLY)
+            fd = os.open(self.t.data_path, os.O_RDONLY | _BINARY)
         except OSError as e:
             self.error = e
             return
@@ -81,7 +103,7 @@ class _Hasher(threading.Thread):
                 if avail <= self.cursor:
                     time.sleep(0.02)
                     continue
-                data = os.pread(fd, min(avail - self.cursor, 1 << 20), self.cursor)
+                data = read_at(fd, min(avail - self.cursor, 1 << 20), self.cursor)
                 if not data:
                     time.sleep(0.02)
                     continue
@@ -146,7 +168,7 @@ class FileTransfer:
         else:
             self.state = loaded
         self.resumed_from = self.state.done_bytes
-        self._fd = os.open(self.data_path, os.O_WRONLY)
+        self._fd = os.open(self.data_path, os.O_WRONLY | _BINARY)
 
     def _save(self, force: bool = False) -> None:
         """Write the resume state: at most every save_interval from the workers, always when forced."""
@@ -264,7 +286,7 @@ class FileTransfer:
 
     def _write(self, data: bytes, offset: int) -> None:
         try:
-            os.pwrite(self._fd, data, offset)
+            write_at(self._fd, data, offset)
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise DiskFullError(f"{self.data_path}: the disk is full ({e.strerror})") from e

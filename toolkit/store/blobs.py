@@ -26,6 +26,28 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def unlink_readonly(path: Path) -> None:
+    """Delete a file even if it is read-only (blobs are; Windows refuses to delete read-only files)."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return
+    except PermissionError:
+        os.chmod(path, stat.S_IWRITE | stat.S_IREAD)
+        path.unlink()
+
+
+def rmtree_readonly(path: Path) -> None:
+    """shutil.rmtree that also removes read-only files (snapshot hard links share the blobs' mode)."""
+
+    def retry(func, p, _exc):  # noqa: ANN001 - shutil's onerror signature
+        os.chmod(p, stat.S_IWRITE | stat.S_IREAD)
+        func(p)
+
+    if path.exists():
+        shutil.rmtree(path, onerror=retry)
+
+
 class Store:
     """The on-disk store: blobs/sha256/<hex>, snapshots/, partial/, locks/ under `root`."""
 

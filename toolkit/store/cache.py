@@ -11,7 +11,7 @@ from filelock import Timeout
 
 from catalog.errors import StoreError
 from toolkit import paths
-from toolkit.store.blobs import Store, sha256_file
+from toolkit.store.blobs import Store, rmtree_readonly, sha256_file, unlink_readonly
 from toolkit.store.snapshots import last_used, snapshot_files
 
 BLOB_GRACE_S = 3600.0  # an unreferenced blob younger than this may belong to a download still linking it
@@ -88,7 +88,7 @@ def verify_variant(store: Store, variant_id: str) -> VerifyResult:
 def forget_bad(store: Store, result: VerifyResult) -> None:
     """Drop the bad blobs and the snapshot's completion marker so the next download fetches them again."""
     for sha in set(result.bad_blobs):
-        store.blob_path(sha).unlink(missing_ok=True)
+        unlink_readonly(store.blob_path(sha))
     (paths.snapshot_dir(result.variant_id, store.root) / paths.COMPLETE_MARKER).unlink(missing_ok=True)
 
 
@@ -99,7 +99,7 @@ def remove_variant(store: Store, variant_id: str) -> int:
         raise StoreError(f"{variant_id} is not in the store ({snap}); see `toolkit cache list`")
     own = {f.sha256 for f in snapshot_files(variant_id, store.root)}
     with store.lock(f"variant-{variant_id.replace(':', '@')}"):
-        shutil.rmtree(snap)
+        rmtree_readonly(snap)
     try:
         snap.parent.rmdir()
     except OSError:
@@ -120,7 +120,7 @@ def _delete_blob(store: Store, blob: Path, dry_run: bool = False) -> int | None:
     try:
         size = blob.stat().st_size
         if not dry_run:
-            blob.unlink()
+            unlink_readonly(blob)
         return size
     except OSError:
         return None

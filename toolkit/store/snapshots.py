@@ -11,7 +11,7 @@ from pathlib import Path
 
 from catalog.errors import StoreError
 from toolkit import paths
-from toolkit.store.blobs import Store
+from toolkit.store.blobs import Store, unlink_readonly
 from toolkit.store.safety import safe_join
 
 LAST_USED = Path(".toolkit") / "last_used"
@@ -28,14 +28,13 @@ def _place(blob: Path, target: Path) -> None:
     """Link (or copy, then rename) a blob to `target`, replacing whatever was there."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    try:
-        tmp.unlink()
-    except FileNotFoundError:
-        pass
+    unlink_readonly(tmp)
     try:
         os.link(blob, tmp)
     except OSError:
         shutil.copyfile(blob, tmp)
+    if os.name == "nt":
+        unlink_readonly(target)  # Windows cannot replace a read-only file (the marker is gone already)
     os.replace(tmp, target)
 
 
@@ -59,7 +58,7 @@ def write_snapshot(store: Store, variant_id: str, files: list[SnapshotFile], met
             wanted.add(target)
         for p in sorted(snap.rglob("*"), reverse=True):  # files left from an older snapshot go
             if p.is_file() and p not in wanted and ".toolkit" not in p.relative_to(snap).parts:
-                p.unlink()
+                unlink_readonly(p)
         record = dict(meta, variant_id=variant_id, completed_at=time.time(),
                       files=[{"path": f.path, "size": f.size, "sha256": f.sha256} for f in files])
         marker.parent.mkdir(parents=True, exist_ok=True)
