@@ -175,3 +175,15 @@ def test_token_goes_to_the_hub_host_only_never_to_a_redirect_target(
         cdn_auth = [r["headers"].get("Authorization") for r in cdn.requests]
     assert hub_auth and all(a == "Bearer hf_secret_token" for a in hub_auth)
     assert cdn.requests and all(a is None for a in cdn_auth)
+
+
+def test_a_source_listing_a_path_outside_the_snapshot_is_refused_before_any_transfer(
+    hub: HubServer, tmp_path: Path
+) -> None:
+    from catalog.errors import StoreError
+
+    hub.add("org/tiny", "../../outside.txt", b"owned")
+    hub.add("org/tiny", "model.onnx", DATA)
+    with pytest.raises(StoreError, match="'..'"):
+        fetch(tmp_path)
+    assert hub.sent("model.onnx") == 0 and not (tmp_path.parent / "outside.txt").exists()
