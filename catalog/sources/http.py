@@ -6,11 +6,23 @@ header the source attached (tokens, cookies, custom keys) as soon as a redirect 
 
 from __future__ import annotations
 
+import os
+import random
+import time
 from typing import Any
 
 import httpx
 
 from catalog.errors import DownloadError, NotFoundError, SourceError
+
+API_RETRY_AFTER_MAX = 60.0
+
+
+def _env_number(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name) or default)
+    except ValueError:
+        return default
 
 MAX_REDIRECTS = 10
 
@@ -47,12 +59,34 @@ def send(
     raise DownloadError(f"{url}: more than {MAX_REDIRECTS} redirects")
 
 
-def get_json(client: httpx.Client, url: str, private_headers: dict[str, str] | None = None, what: str = "") -> Any:
-    """GET a JSON document; 404 -> NotFoundError, other failures -> SourceError naming the URL."""
-    try:
-        r = send(client, "GET", url, headers={"Accept": "application/json"}, private_headers=private_headers)
-    except httpx.HTTPError as e:
-        raise SourceError(f"{url}: {type(e).__name__}: {e or 'connection failed'}") from e
+def _retry_after(r: httpx.Response) -> float | None:
+    value = r.headers.get("retry-after", "").strip()
+    return float(value) if value.isdigit() else None
+
+
+def get_json(client: httpx.Client, url: str, private_headers: dict[str, str] | None = None, what: str = "",
+             retries: int | None = None, backoff: float | None = None) -> Any:
+    """GET a JSON document, retrying 429/5xx (honouring Retry-After) and connection failures;
+    404 -> NotFoundError, other failures -> SourceError naming the URL. Retries and backoff default to
+    the engine's settings (TOOLKIT_DL_RETRIES, TOOLKIT_DL_BACKOFF_BASE; 4 and 0.5 s)."""
+    retries = int(_env_number("TOOLKIT_DL_RETRIES", 4)) if retries is None else retries
+    backoff = _env_number("TOOLKIT_DL_BACKOFF_BASE", 0.5) if backoff is None else backoff
+    for attempt in range(retries + 1):
+        last = attempt == retries
+        try:
+            r = send(client, "GET", url, headers={"Accept": "application/json"}, private_headers=private_headers)
+        except httpx.HTTPError as e:
+            if last:
+                raise SourceError(f"{url}: {type(e).__name__}: {e or 'connection failed'}") from e
+            time.sleep(random.random() * backoff * 2**attempt)
+            continue
+        if (r.status_code == 429 or r.status_code >= 500) and not last:
+            wait = _retry_after(r)
+            if wait is not None and wait > API_RETRY_AFTER_MAX:
+                raise SourceError(f"{url}: HTTP {r.status_code}; the server asks to wait {wait:.0f} s")
+            time.sleep(wait if wait is not None else random.random() * backoff * 2**attempt)
+            continue
+        break
     if r.status_code == 404:
         raise NotFoundError(f"{url}: not found (404){': ' + what if what else ''}")
     if r.status_code in (401, 403):

@@ -187,3 +187,11 @@ def test_a_source_listing_a_path_outside_the_snapshot_is_refused_before_any_tran
     with pytest.raises(StoreError, match="'..'"):
         fetch(tmp_path)
     assert hub.sent("model.onnx") == 0 and not (tmp_path.parent / "outside.txt").exists()
+
+
+def test_a_busy_hub_api_is_retried_not_fatal(hub: HubServer, tmp_path: Path) -> None:
+    serve(hub, Faults())
+    hub.api_statuses = [503, 429]
+    snap, _ = fetch(tmp_path)
+    assert_verified(snap)
+    assert sum("/api/models/" in r["path"] for r in hub.requests) == 3

@@ -97,6 +97,7 @@ class HubServer:
         self.lock = threading.Lock()
         self.bytes_sent: dict[str, int] = {}
         self.requests: list[dict] = []
+        self.api_statuses: list[int] = []  # answer the revision API with these first (Retry-After: 0)
         self._sha: dict[tuple[str, str], str] = {}
         self.httpd = _QuietServer(("127.0.0.1", port), _make_handler(self))
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
@@ -174,6 +175,10 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
                 return self._plain(200, body.encode(), {"Content-Type": "application/json"})
             m = _API.match(path)
             if m:
+                with server.lock:
+                    status = server.api_statuses.pop(0) if server.api_statuses else None
+                if status:
+                    return self._plain(status, b"busy", {"Retry-After": "0"})
                 repo = m.group("repo")
                 if repo not in server.repos:
                     return self._plain(404, b'{"error": "Repository not found"}')
