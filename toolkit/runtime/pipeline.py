@@ -122,13 +122,6 @@ class DecoderPipeline:
             names |= {n.past_key_names % i, n.past_value_names % i}
         return names
 
-    def _managed_outputs(self) -> set[str]:
-        n = self._names
-        names = {n.logits}
-        for i in range(self._layers):
-            names |= {n.present_key_names % i, n.present_value_names % i}
-        return names
-
     def _check_io(self) -> None:
         """Every stage input must be managed or produced by an earlier stage that runs in the same phase."""
         managed_in = self._managed_inputs()
@@ -156,6 +149,9 @@ class DecoderPipeline:
             (n.past_key_names % i, n.past_value_names % i, n.present_key_names % i, n.present_value_names % i)
             for i in range(self._layers)
         ]
+        self._present_to_past = {}
+        for past_k, past_v, present_k, present_v in self._kv_names:
+            self._present_to_past[present_k], self._present_to_past[present_v] = past_k, past_v
         meta = None
         for r in self._runners:
             if self._kv_names[0][0] in r.inputs:
@@ -340,22 +336,11 @@ class DecoderPipeline:
                     shapes[key] = (tuple(value.shape()), _dtype(value.data_type(), name))
                 if name == logits_name:
                     logits = value
-                elif name in self._kv_names_present and self.kv_mode == "grow":
+                elif self.kv_mode == "grow" and name in self._present_to_past:
                     self._kv_values[self._present_to_past[name]] = value
                 elif name not in self._kv_values:
                     store[stage.output_names_forwarder.get(name, name)] = value
         return logits
-
-    @property
-    def _kv_names_present(self) -> set[str]:
-        return set(self._present_to_past)
-
-    @property
-    def _present_to_past(self) -> dict[str, str]:
-        out = {}
-        for past_k, past_v, present_k, present_v in self._kv_names:
-            out[present_k], out[present_v] = past_k, past_v
-        return out
 
     def _empty_grow_kv(self) -> None:
         from onnxruntime import OrtValue
