@@ -69,3 +69,19 @@ def test_genai_fp32_decoder_logits_match_reference(genai_decoder_package, qwen_c
         logits = model.pipeline.decode(token)
         prompt.append(token)
         np.testing.assert_allclose(logits, reference.logits(prompt)[-1], atol=2e-4, rtol=1e-4)
+
+
+def test_without_shared_buffer_present_outputs_become_the_next_past(genai_decoder_package, tmp_path):
+    import json
+    import shutil
+
+    copy = tmp_path / "grow"
+    shutil.copytree(genai_decoder_package, copy)
+    config = json.loads((copy / "genai_config.json").read_text())
+    config["search"]["past_present_share_buffer"] = False
+    (copy / "genai_config.json").write_text(json.dumps(config))
+    grow, shared = LocalModel(copy), LocalModel(genai_decoder_package)
+    assert grow.pipeline.kv_mode == "grow"
+    settings = GenerationConfig(max_new_tokens=10, ignore_eos=True)
+    for prompt in (_ids(5), _ids(70)):
+        assert list(generate_step(grow, prompt, settings)) == list(generate_step(shared, prompt, settings))
