@@ -98,3 +98,32 @@ def test_two_processes_on_one_variant_both_succeed_and_bytes_are_fetched_once(en
     assert total <= fetched <= total + CONNECTIONS * 128 * 1024  # stolen parts may overshoot a little
     assert sum(r.get("fetched_files", 0) for r in reports) == 2
     assert SIZE <= sent[0] < SIZE + CONNECTIONS * 128 * 1024 and sent[1] == 300_000
+
+
+def test_ctrl_c_stops_at_once_keeps_the_state_and_the_next_run_resumes(env: dict[str, str],
+                                                                     isolated_home: Path) -> None:
+    with HubServer(rate=1_000_000) as hub:
+        hub.add("org/tiny", "model.onnx", DATA)
+        env["HF_ENDPOINT"] = hub.url
+        part = isolated_home / "partial" / hub.sha256("org/tiny", "model.onnx")
+        proc = toolkit(env, "download", "tiny", "--json")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            state = load_state(part / "state.json", part / "data", SIZE)
+            if state and state.done_bytes > SIZE // 5:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        t0 = time.monotonic()
+        _, err = proc.communicate(timeout=20)
+        stopped_in = time.monotonic() - t0
+        assert proc.returncode == 130 and "interrupted" in err
+        assert stopped_in < 3
+        saved = load_state(part / "state.json", part / "data", SIZE)
+        assert saved is not None and saved.done_bytes > SIZE // 5
+        again = toolkit(env, "download", "tiny", "--json")
+        out, err = again.communicate(timeout=60)
+    assert again.returncode == 0, err
+    result = json.loads(out)
+    assert result["resumed_bytes"] == saved.done_bytes
+    assert (Path(result["path"]) / "model.onnx").read_bytes() == DATA

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -64,8 +65,13 @@ def download(
         out.print(f"{verdict}; {human_size(plan.free_bytes)} free")
         return
     t0 = time.monotonic()
-    snap, report = download_variant(sel.manifest, sel.variant, for_terminal(quiet or json_out),
-                                    mirror=mirror, force=force)
+    try:
+        snap, report = download_variant(sel.manifest, sel.variant, for_terminal(quiet or json_out),
+                                        mirror=mirror, force=force)
+    except KeyboardInterrupt:
+        # sys.exit, not typer.Exit: with standalone_mode=False typer turns Ctrl-C into a return value
+        print("interrupted: the partial download is kept; run the same command to resume", file=sys.stderr)
+        sys.exit(130)
     data = {"alias": sel.manifest.alias, "variant": sel.variant.id, "reason": sel.reason, "path": str(snap),
             "already_complete": report is None, "seconds": round(time.monotonic() - t0, 3)}
     if report is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -121,6 +121,7 @@ class VariantTransfer:
         self.slots = threading.Semaphore(config.max_connections)
         self.report = TransferReport(resolved.variant_id, resolved.source, resolved.revision)
         self.lock = threading.Lock()
+        self.cancel = threading.Event()
 
     def run(self) -> TransferReport:
         t0 = time.monotonic()
@@ -128,9 +129,24 @@ class VariantTransfer:
         needed = sum((s.size or 0) - s.partial_bytes for s in statuses if not s.in_store)
         check_free_space(needed, self.store.free_bytes(), self.cfg.disk_margin, self.store.root)
         self.progress.begin(self.resolved.variant_id, needed, sum(1 for s in statuses if not s.in_store))
+        pool = ThreadPoolExecutor(max_workers=max(1, self.cfg.max_files), thread_name_prefix="toolkit-file")
         try:
-            with ThreadPoolExecutor(max_workers=max(1, self.cfg.max_files), thread_name_prefix="toolkit-file") as pool:
-                results = list(pool.map(self._one, self.resolved.files))
+            futures = [pool.submit(self._one, rf) for rf in self.resolved.files]
+            while not all(f.done() for f in futures):  # short waits, so Ctrl-C reaches this thread
+                wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION)
+                if any(f.done() and f.exception() for f in futures):
+                    self.cancel.set()  # one file failed for good: stop the others, keep their state
+                    break
+            pool.shutdown(wait=True)
+            errors = [f.exception() for f in futures if f.done() and f.exception()]
+            real = [e for e in errors if not isinstance(e, KeyboardInterrupt)]
+            if real or errors:
+                raise (real or errors)[0]
+            results = [f.result() for f in futures]
+        except KeyboardInterrupt:
+            self.cancel.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
         finally:
             self.progress.end()
         self.report.files = results
@@ -147,6 +163,8 @@ class VariantTransfer:
         lock = self.store.lock(f"blob-{key}")
         waited = False
         while True:
+            if self.cancel.is_set():
+                raise KeyboardInterrupt
             try:
                 lock.acquire(timeout=0.25)
                 break
@@ -178,7 +196,7 @@ class VariantTransfer:
                 raise IntegrityError(f"{rf.url}: sha256 {sha} instead of {rf.sha256}")
             size = data.stat().st_size
         else:
-            t = FileTransfer(self.client, rf, pdir, self.cfg, self.progress, self.slots)
+            t = FileTransfer(self.client, rf, pdir, self.cfg, self.progress, self.slots, self.cancel)
             try:
                 data, sha = t.run()
             finally:

@@ -130,6 +130,7 @@ class FileTransfer:
         config: DownloadConfig,
         progress: Progress | None = None,
         connection_slots: threading.Semaphore | None = None,
+        cancel: threading.Event | None = None,
     ) -> None:
         if rf.size is None:
             raise SourceError(f"{rf.url}: the source gave no size for {rf.path}")
@@ -141,6 +142,7 @@ class FileTransfer:
         self.data_path, self.state_path = partial_dir / "data", partial_dir / "state.json"
         self.lock = threading.Lock()
         self.abort = threading.Event()
+        self.cancel = cancel or threading.Event()  # set by the caller (Ctrl-C): stop, keep the state
         self.error: BaseException | None = None
         self.active: list[Part] = []
         self.fetched = 0  # bytes received from the network, including any thrown away
@@ -334,12 +336,16 @@ class FileTransfer:
         try:
             for t in threads:
                 while t.is_alive():
-                    t.join(0.2)
-        except BaseException:  # Ctrl-C: stop the workers; the state keeps what is on disk
+                    t.join(0.1)
+                    if self.cancel.is_set():
+                        self.abort.set()
+        except BaseException:  # Ctrl-C in this thread: stop the workers; the state keeps what is on disk
             self.abort.set()
             for t in threads:
                 t.join(1.0)
             raise
+        if self.cancel.is_set():
+            raise KeyboardInterrupt
         if self.error is not None:
             raise self.error
 
