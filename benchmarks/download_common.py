@@ -42,9 +42,9 @@ def make_file(path: Path, size: int) -> Path:
 
 
 @contextmanager
-def server(files: list[Path], rate: float | None):
-    """A HubServer in its own process; yields (base URL, stats function)."""
-    cmd = [PY, "-m", "tests.helpers_net.serve", REPO, *map(str, files)]
+def server(files: list[Path], rate: float | None, *options: str):
+    """A HubServer in its own process (options: --flip-first, --busy-first); yields (base URL, stats)."""
+    cmd = [PY, "-m", "tests.helpers_net.serve", *options, REPO, *map(str, files)]
     if rate:
         cmd[3:3] = ["--rate", str(rate)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
