@@ -62,11 +62,28 @@ def server(files: list[Path], rate: float | None, *options: str):
 
 
 def write_manifest(folder: Path, alias: str = "bench") -> Path:
-    variant = {"id": "bench-cpu:1", "device": "cpu", "vendor": "any", "execution_provider": "CPUExecutionProvider",
-               "format": "onnx-genai", "quantization": "int4", "source": {"type": "huggingface", "repo": REPO}}
-    data = {"schema_version": 1, "alias": alias, "display_name": alias, "publisher": "bench", "license": "mit",
-            "parameters": "1M", "parameter_count": 1, "context_length": 1, "architecture": "x", "task": "chat",
-            "variants": [variant]}
+    variant = {
+        "id": "bench-cpu:1",
+        "device": "cpu",
+        "vendor": "any",
+        "execution_provider": "CPUExecutionProvider",
+        "format": "onnx-genai",
+        "quantization": "int4",
+        "source": {"type": "huggingface", "repo": REPO},
+    }
+    data = {
+        "schema_version": 1,
+        "alias": alias,
+        "display_name": alias,
+        "publisher": "bench",
+        "license": "mit",
+        "parameters": "1M",
+        "parameter_count": 1,
+        "context_length": 1,
+        "architecture": "x",
+        "task": "chat",
+        "variants": [variant],
+    }
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{alias}.json"
     path.write_text(json.dumps(data))
@@ -74,8 +91,14 @@ def write_manifest(folder: Path, alias: str = "bench") -> Path:
 
 
 def toolkit_env(url: str, home: Path, manifest: Path, **extra: str) -> dict[str, str]:
-    env = dict(os.environ, HF_ENDPOINT=url, TOOLKIT_HOME=str(home), TOOLKIT_MANIFESTS=str(manifest),
-               TOOLKIT_CONFIG_DIR=str(home / "config"), PYTHONPATH=str(ROOT))
+    env = dict(
+        os.environ,
+        HF_ENDPOINT=url,
+        TOOLKIT_HOME=str(home),
+        TOOLKIT_MANIFESTS=str(manifest),
+        TOOLKIT_CONFIG_DIR=str(home / "config"),
+        PYTHONPATH=str(ROOT),
+    )
     env.update(extra)
     return env
 

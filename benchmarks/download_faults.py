@@ -47,7 +47,10 @@ def main() -> None:
     expected = sha256(src)
     manifest = write_manifest(bench_dir() / "manifests")
     rows = []
-    for scenario, option in (("one flipped byte", "--flip-first"), ("one 503 + Retry-After: 1", "--busy-first")):
+    for scenario, option in (
+        ("one flipped byte", "--flip-first"),
+        ("one 503 + Retry-After: 1", "--busy-first"),
+    ):
         for engine in ("toolkit", "hf_hub_download", "aria2c -x8 -s8"):
             out = fresh_dir("faults-")
             with server([src], 20e6, option) as (url, _stats):
@@ -59,16 +62,37 @@ def main() -> None:
                     t, r = timed([PY, "-c", HF_CODE, REPO, src.name, str(out / "hf")], env)
                     kept = Path(r.stdout.strip()) if r.returncode == 0 else None
                 else:
-                    t, r = timed([shutil.which("aria2c") or "aria2c", "-x8", "-s8", "-k1M", "--file-allocation=none",
-                                  "--console-log-level=error", "-d", str(out), "-o", src.name,
-                                  f"{url}/{REPO}/resolve/main/{src.name}"], env)
+                    t, r = timed(
+                        [
+                            shutil.which("aria2c") or "aria2c",
+                            "-x8",
+                            "-s8",
+                            "-k1M",
+                            "--file-allocation=none",
+                            "--console-log-level=error",
+                            "-d",
+                            str(out),
+                            "-o",
+                            src.name,
+                            f"{url}/{REPO}/resolve/main/{src.name}",
+                        ],
+                        env,
+                    )
                     kept = out / src.name if r.returncode == 0 else None
             right = kept is not None and sha256(kept) == expected
             remove(out)
             outcome = "finished" if r.returncode == 0 else f"failed (exit {r.returncode})"
             verdict = "right bytes" if right else ("WRONG BYTES KEPT" if kept else "nothing kept")
-            rows.append({"scenario": scenario, "engine": engine, "exit": r.returncode, "right_bytes": right,
-                         "kept_file": kept is not None, "seconds": round(t, 2)})
+            rows.append(
+                {
+                    "scenario": scenario,
+                    "engine": engine,
+                    "exit": r.returncode,
+                    "right_bytes": right,
+                    "kept_file": kept is not None,
+                    "seconds": round(t, 2),
+                }
+            )
             print(f"{scenario:26} {engine:16} {outcome:18} {verdict:18} {t:6.2f} s", flush=True)
     src.unlink()
     print(json.dumps(rows))

@@ -53,13 +53,28 @@ def main() -> None:
             elif engine == "hf_hub_download":
                 cmd = [PY, "-c", HF_CODE, REPO, src.name, str(out / "hf")]
             else:
-                cmd = ["aria2c", "-x8", "-s8", "-k1M", "--file-allocation=none", "--console-log-level=error",
-                       "-d", str(out), "-o", src.name, f"{url}/{REPO}/resolve/main/{src.name}"]
+                cmd = [
+                    "aria2c",
+                    "-x8",
+                    "-s8",
+                    "-k1M",
+                    "--file-allocation=none",
+                    "--console-log-level=error",
+                    "-d",
+                    str(out),
+                    "-o",
+                    src.name,
+                    f"{url}/{REPO}/resolve/main/{src.name}",
+                ]
             seconds, status, rss = run_peak_rss(cmd, env)
             remove(out)
             results[engine] = {"seconds": round(seconds, 2), "exit_status": status, "peak_rss_bytes": rss}
-            print(f"{engine:16} peak RSS {rss / 1e6:7.1f} MB  {seconds:6.2f} s  {size / seconds / 1e6:6.1f} MB/s  "
-                  f"status {status}", flush=True)
+            print(
+                f"{engine:16} peak RSS {rss / 1e6:7.1f} MB  {seconds:6.2f} s  "
+                f"{size / seconds / 1e6:6.1f} MB/s  "
+                f"status {status}",
+                flush=True,
+            )
     src.unlink()
     print(f"toolkit under 200 MB: {results['toolkit']['peak_rss_bytes'] < 200e6}")
     print(json.dumps({"size_bytes": size, "results": results}))

@@ -68,8 +68,9 @@ def main() -> None:
     src = make_file(bench_dir() / f"resume-{args.size_mb}MB.bin", size)
     manifest = write_manifest(bench_dir() / "manifests")
     cfg = DownloadConfig()
-    bound = cfg.connections * segment_size(size, cfg.connections, cfg.min_segment, cfg.max_segment,
-                                           cfg.segments_per_connection)
+    bound = cfg.connections * segment_size(
+        size, cfg.connections, cfg.min_segment, cfg.max_segment, cfg.segments_per_connection
+    )
     results = {}
     with server([src], args.rate_mb * 1e6) as (url, stats):
         for engine in ("toolkit", "hf_hub_download", "aria2c -x8 -s8 -c"):
@@ -82,18 +83,39 @@ def main() -> None:
             elif engine == "hf_hub_download":
                 cmd = [PY, "-c", HF_CODE, REPO, src.name, str(out / "hf")]
             else:
-                cmd = ["aria2c", "-x8", "-s8", "-k1M", "-c", "--file-allocation=none", "--console-log-level=error",
-                       "-d", str(out), "-o", src.name, f"{url}/{REPO}/resolve/main/{src.name}"]
+                cmd = [
+                    "aria2c",
+                    "-x8",
+                    "-s8",
+                    "-k1M",
+                    "-c",
+                    "--file-allocation=none",
+                    "--console-log-level=error",
+                    "-d",
+                    str(out),
+                    "-o",
+                    src.name,
+                    f"{url}/{REPO}/resolve/main/{src.name}",
+                ]
             at_kill, total, restart_s = kill_at_half_and_restart(cmd, env, stats, size)
             remove(out)
-            results[engine] = {"sent_before_kill": at_kill, "sent_total": total, "refetched": total - size,
-                               "restart_seconds": round(restart_s, 2)}
-            print(f"{engine:20} killed at {at_kill / 1e6:6.1f} MB; re-fetched {(total - size) / 1e6:7.1f} MB; "
-                  f"restart took {restart_s:.2f} s", flush=True)
+            results[engine] = {
+                "sent_before_kill": at_kill,
+                "sent_total": total,
+                "refetched": total - size,
+                "restart_seconds": round(restart_s, 2),
+            }
+            print(
+                f"{engine:20} killed at {at_kill / 1e6:6.1f} MB; re-fetched {(total - size) / 1e6:7.1f} MB; "
+                f"restart took {restart_s:.2f} s",
+                flush=True,
+            )
     src.unlink()
-    print(f"toolkit bound (one segment per connection): {bound / 1e6:.1f} MB "
-          f"({cfg.connections} x {bound // cfg.connections / 1e6:.2f} MB); "
-          f"met: {results['toolkit']['refetched'] <= bound}")
+    print(
+        f"toolkit bound (one segment per connection): {bound / 1e6:.1f} MB "
+        f"({cfg.connections} x {bound // cfg.connections / 1e6:.2f} MB); "
+        f"met: {results['toolkit']['refetched'] <= bound}"
+    )
     print(json.dumps({"size_bytes": size, "bound_bytes": bound, "results": results}))
 
 

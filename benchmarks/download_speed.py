@@ -57,8 +57,13 @@ def main() -> None:
     verified: dict[str, list[bool]] = {k: [] for k in times}
     home = fresh_dir("toolkit-home-")  # one store, as on a user's machine: the device probe is cached
     with server([src], args.rate_mb * 1e6) as (url, _stats):
-        subprocess.run([PY, "-m", "toolkit", "device"], cwd=ROOT, env=toolkit_env(url, home, manifest),
-                       capture_output=True, check=True)
+        subprocess.run(
+            [PY, "-m", "toolkit", "device"],
+            cwd=ROOT,
+            env=toolkit_env(url, home, manifest),
+            capture_output=True,
+            check=True,
+        )
         for rep in range(args.runs + 1):
             for engine in times:
                 out_dir = fresh_dir(f"{engine.split()[0]}-")
@@ -67,14 +72,31 @@ def main() -> None:
                     t, r = timed(cmd, toolkit_env(url, home, manifest))
                     result = Path(json.loads(r.stdout)["path"]) / src.name if r.returncode == 0 else None
                 elif engine == "hf_hub_download":
-                    env = toolkit_env(url, out_dir, manifest, HF_HUB_DISABLE_TELEMETRY="1",
-                                      HF_HUB_ENABLE_HF_TRANSFER="0", HF_XET_HIGH_PERFORMANCE="0")
+                    env = toolkit_env(
+                        url,
+                        out_dir,
+                        manifest,
+                        HF_HUB_DISABLE_TELEMETRY="1",
+                        HF_HUB_ENABLE_HF_TRANSFER="0",
+                        HF_XET_HIGH_PERFORMANCE="0",
+                    )
                     t, r = timed([PY, "-c", HF_CODE, REPO, src.name, str(out_dir)], env)
                     result = Path(r.stdout.strip()) if r.returncode == 0 else None
                 else:
-                    cmd = [shutil.which("aria2c") or "aria2c", "-x8", "-s8", "-k1M", "--file-allocation=none",
-                           "--console-log-level=error", "--summary-interval=0", "-d", str(out_dir), "-o", src.name,
-                           f"{url}/{REPO}/resolve/main/{src.name}"]
+                    cmd = [
+                        shutil.which("aria2c") or "aria2c",
+                        "-x8",
+                        "-s8",
+                        "-k1M",
+                        "--file-allocation=none",
+                        "--console-log-level=error",
+                        "--summary-interval=0",
+                        "-d",
+                        str(out_dir),
+                        "-o",
+                        src.name,
+                        f"{url}/{REPO}/resolve/main/{src.name}",
+                    ]
                     t, r = timed(cmd, toolkit_env(url, out_dir, manifest))
                     result = out_dir / src.name if r.returncode == 0 else None
                 if r.returncode != 0:
@@ -84,7 +106,10 @@ def main() -> None:
                 for sub in ("blobs", "snapshots", "partial"):
                     remove(home / sub)
                 label = "warm-up" if rep == 0 else f"run {rep}"
-                print(f"{label:8} {engine:16} {t:6.2f} s  {size / t / 1e6:6.1f} MB/s  sha256 ok: {ok}", flush=True)
+                print(
+                    f"{label:8} {engine:16} {t:6.2f} s  {size / t / 1e6:6.1f} MB/s  sha256 ok: {ok}",
+                    flush=True,
+                )
                 if rep > 0:
                     times[engine].append(t)
                     verified[engine].append(ok)
@@ -94,11 +119,22 @@ def main() -> None:
     tk = stats["toolkit"]["median"]
     print(f"\n{args.size_mb} MB, {args.rate_mb:.0f} MB/s per connection, {args.runs} runs (median, min-max):")
     for k, s in stats.items():
-        print(f"  {k:16} {s['median']:6.2f} s ({s['min']:.2f}-{s['max']:.2f})  "
-              f"{size / s['median'] / 1e6:6.1f} MB/s  toolkit speed-up x{s['median'] / tk:.2f}  "
-              f"verified {all(verified[k])}")
-    print(json.dumps({"size_bytes": size, "rate_per_connection": args.rate_mb * 1e6, "seconds": times,
-                      "summary": stats, "verified": verified}))
+        print(
+            f"  {k:16} {s['median']:6.2f} s ({s['min']:.2f}-{s['max']:.2f})  "
+            f"{size / s['median'] / 1e6:6.1f} MB/s  toolkit speed-up x{s['median'] / tk:.2f}  "
+            f"verified {all(verified[k])}"
+        )
+    print(
+        json.dumps(
+            {
+                "size_bytes": size,
+                "rate_per_connection": args.rate_mb * 1e6,
+                "seconds": times,
+                "summary": stats,
+                "verified": verified,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

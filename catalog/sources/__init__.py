@@ -56,14 +56,18 @@ def select_files(variant: Variant, listing: dict[str, ResolvedFile], where: str)
         for entry in variant.files:
             found = listing.get(entry.path)
             if found is None:
-                raise NotFoundError(f"{where}: file {entry.path!r} of {variant.id} is not in the source listing")
+                raise NotFoundError(
+                    f"{where}: file {entry.path!r} of {variant.id} is not in the source listing"
+                )
             if entry.size is not None and found.size is not None and entry.size != found.size:
                 raise IntegrityError(
-                    f"{where}: {entry.path}: the manifest pins {entry.size} bytes, the source reports {found.size}"
+                    f"{where}: {entry.path}: the manifest pins {entry.size} bytes, "
+                    f"the source reports {found.size}"
                 )
             if entry.sha256 and found.sha256 and entry.sha256 != found.sha256:
                 raise IntegrityError(
-                    f"{where}: {entry.path}: the manifest pins sha256 {entry.sha256}, the source reports {found.sha256}"
+                    f"{where}: {entry.path}: the manifest pins sha256 {entry.sha256}, "
+                    f"the source reports {found.sha256}"
                 )
             chosen.append(
                 ResolvedFile(
@@ -81,7 +85,9 @@ def select_files(variant: Variant, listing: dict[str, ResolvedFile], where: str)
     if src.include:
         paths = [p for p in paths if any(fnmatch.fnmatchcase(p, pat) for pat in src.include)]
     if not paths:
-        raise NotFoundError(f"{where}: no files for {variant.id}" + (f" match {list(src.include)}" if src.include else ""))
+        raise NotFoundError(
+            f"{where}: no files for {variant.id}" + (f" match {list(src.include)}" if src.include else "")
+        )
     return tuple(listing[p] for p in paths)
 
 

@@ -3,7 +3,8 @@
 Two steps, behind one small interface so they can be tested apart:
 1. `RegistryClient.model_folder(registry, name, version)` -> the model's blob folder URL with its SAS
    query. The default uses azure-ai-ml and azure-identity (`DefaultAzureCredential`), imported only here
-   and only when an azureml variant is resolved (optional extra `toolkit[azure]`): `MLClient(registry_name=...)`,
+   and only when an azureml variant is resolved (optional extra `toolkit[azure]`):
+   `MLClient(registry_name=...)`,
    `models.get(name, version).path`, then the registry's blob-reference SAS call that `models.download`
    makes (`get_storage_details_for_registry_assets`, a private helper of azure-ai-ml).
 2. `list_folder(client, folder_url)`: the Azure Blob "List Blobs" REST call over plain HTTP (httpx), with
@@ -63,8 +64,12 @@ class AzureMLRegistryClient:
             _, prefix = get_ds_name_and_path_prefix(model_uri, registry)
         except Exception as e:  # azure-core raises many types; all mean "could not resolve"
             if type(e).__name__ == "ResourceNotFoundError":
-                raise NotFoundError(f"azureml registry {registry!r}: no model {name} version {version}") from e
-            raise SourceError(f"azureml registry {registry!r}, model {name}:{version}: {type(e).__name__}: {e}") from e
+                raise NotFoundError(
+                    f"azureml registry {registry!r}: no model {name} version {version}"
+                ) from e
+            raise SourceError(
+                f"azureml registry {registry!r}, model {name}:{version}: {type(e).__name__}: {e}"
+            ) from e
         return with_prefix(folder, prefix)
 
 
@@ -120,7 +125,7 @@ def list_folder(client: httpx.Client, folder_url: str) -> dict[str, ResolvedFile
             size = blob.findtext("Properties/Content-Length")
             if not name.startswith(prefix) or name.endswith("/") or size is None:
                 continue
-            rel = name[len(prefix):]
+            rel = name[len(prefix) :]
             files[rel] = ResolvedFile(
                 path=rel,
                 url=f"{base}/{quote(name)}" + (f"?{urlencode(sas)}" if sas else ""),
@@ -135,15 +140,23 @@ def list_folder(client: httpx.Client, folder_url: str) -> dict[str, ResolvedFile
     return files
 
 
-def resolve(variant: Variant, client: httpx.Client, registry: RegistryClient | None = None) -> ResolvedVariant:
+def resolve(
+    variant: Variant, client: httpx.Client, registry: RegistryClient | None = None
+) -> ResolvedVariant:
     """Resolve an `azureml` variant: registry -> blob folder (SAS) -> listing."""
     src = variant.source
-    folder = (registry or AzureMLRegistryClient()).model_folder(src.registry or "", src.name or "", src.version or "")
+    folder = (registry or AzureMLRegistryClient()).model_folder(
+        src.registry or "", src.name or "", src.version or ""
+    )
     files = list_folder(client, folder)
     if src.subfolder:
         sub = src.subfolder.strip("/") + "/"
-        files = {k[len(sub):]: ResolvedFile(**{**f.__dict__, "path": k[len(sub):]})
-                 for k, f in files.items() if k.startswith(sub)}
+        files = {
+            k[len(sub) :]: ResolvedFile(**{**f.__dict__, "path": k[len(sub) :]})
+            for k, f in files.items()
+            if k.startswith(sub)
+        }
     where = f"azureml://registries/{src.registry}/models/{src.name}/versions/{src.version}"
-    return ResolvedVariant(variant.id, "azureml", f"{src.name}:{src.version}", select_files(variant, files, where),
-                           origin=where)
+    return ResolvedVariant(
+        variant.id, "azureml", f"{src.name}:{src.version}", select_files(variant, files, where), origin=where
+    )

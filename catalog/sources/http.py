@@ -24,6 +24,7 @@ def _env_number(name: str, default: float) -> float:
     except ValueError:
         return default
 
+
 MAX_REDIRECTS = 10
 
 
@@ -64,8 +65,14 @@ def _retry_after(r: httpx.Response) -> float | None:
     return float(value) if value.isdigit() else None
 
 
-def get_json(client: httpx.Client, url: str, private_headers: dict[str, str] | None = None, what: str = "",
-             retries: int | None = None, backoff: float | None = None) -> Any:
+def get_json(
+    client: httpx.Client,
+    url: str,
+    private_headers: dict[str, str] | None = None,
+    what: str = "",
+    retries: int | None = None,
+    backoff: float | None = None,
+) -> Any:
     """GET a JSON document, retrying 429/5xx (honouring Retry-After) and connection failures;
     404 -> NotFoundError, other failures -> SourceError naming the URL. Retries and backoff default to
     the engine's settings (TOOLKIT_DL_RETRIES, TOOLKIT_DL_BACKOFF_BASE; 4 and 0.5 s)."""
@@ -74,7 +81,9 @@ def get_json(client: httpx.Client, url: str, private_headers: dict[str, str] | N
     for attempt in range(retries + 1):
         last = attempt == retries
         try:
-            r = send(client, "GET", url, headers={"Accept": "application/json"}, private_headers=private_headers)
+            r = send(
+                client, "GET", url, headers={"Accept": "application/json"}, private_headers=private_headers
+            )
         except httpx.HTTPError as e:
             if last:
                 raise SourceError(f"{url}: {type(e).__name__}: {e or 'connection failed'}") from e
@@ -90,7 +99,10 @@ def get_json(client: httpx.Client, url: str, private_headers: dict[str, str] | N
     if r.status_code == 404:
         raise NotFoundError(f"{url}: not found (404){': ' + what if what else ''}")
     if r.status_code in (401, 403):
-        raise SourceError(f"{url}: access denied ({r.status_code}); check the token (e.g. HF_TOKEN) or the model's license gate")
+        raise SourceError(
+            f"{url}: access denied ({r.status_code}); "
+            "check the token (e.g. HF_TOKEN) or the model's license gate"
+        )
     if r.status_code >= 400:
         raise SourceError(f"{url}: HTTP {r.status_code}")
     try:

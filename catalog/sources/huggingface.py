@@ -47,7 +47,9 @@ def resolve_repo(
     commit = info.get("sha") if isinstance(info, dict) else None
     siblings = info.get("siblings") if isinstance(info, dict) else None
     if not isinstance(commit, str) or not isinstance(siblings, list):
-        raise SourceError(f"{api}: the answer has no 'sha' and 'siblings' (is this a Hub-compatible endpoint?)")
+        raise SourceError(
+            f"{api}: the answer has no 'sha' and 'siblings' (is this a Hub-compatible endpoint?)"
+        )
     prefix = subfolder.strip("/") + "/" if subfolder else ""
     files: dict[str, ResolvedFile] = {}
     for s in siblings:
@@ -58,7 +60,7 @@ def resolve_repo(
         size = lfs.get("size") if lfs else s.get("size")
         sha256 = lfs.get("sha256") or lfs.get("oid") if lfs else s.get("sha256")
         git_sha1 = None if lfs else s.get("blobId")
-        rel = name[len(prefix):]
+        rel = name[len(prefix) :]
         files[rel] = ResolvedFile(
             path=rel,
             url=f"{base}/{repo}/resolve/{commit if pin_commit else quote(revision, safe='')}/{quote(name)}",
@@ -74,6 +76,10 @@ def resolve(variant: Variant, client: httpx.Client) -> ResolvedVariant:
     """Resolve a `huggingface` variant against HF_ENDPOINT (default huggingface.co)."""
     src = variant.source
     base = endpoint()
-    commit, files = resolve_repo(client, base, src.repo or "", src.revision or "main", src.subfolder, token_headers())
+    commit, files = resolve_repo(
+        client, base, src.repo or "", src.revision or "main", src.subfolder, token_headers()
+    )
     where = f"{base}/{src.repo}@{src.revision or 'main'}"
-    return ResolvedVariant(variant.id, "huggingface", commit, select_files(variant, files, where), origin=base)
+    return ResolvedVariant(
+        variant.id, "huggingface", commit, select_files(variant, files, where), origin=base
+    )

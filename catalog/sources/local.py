@@ -39,4 +39,6 @@ def resolve(variant: Variant, client: httpx.Client | None = None) -> ResolvedVar
         root = root / src.subfolder
     if not root.is_dir():
         raise NotFoundError(f"{root}: no such folder (source.path of {variant.id})")
-    return ResolvedVariant(variant.id, "local", str(root), select_files(variant, list_folder(root), str(root)), origin=str(root))
+    return ResolvedVariant(
+        variant.id, "local", str(root), select_files(variant, list_folder(root), str(root)), origin=str(root)
+    )

@@ -35,9 +35,15 @@ class RecordedRegistry:
 
 
 def variant() -> Variant:
-    return Variant(id="phi-tiny-npu:3", device="npu", vendor="qualcomm", execution_provider="QNNExecutionProvider",
-                   format="onnx-genai", quantization="w4a16",
-                   source=Source(type="azureml", registry="azureml", name="Phi-tiny", version="3"))
+    return Variant(
+        id="phi-tiny-npu:3",
+        device="npu",
+        vendor="qualcomm",
+        execution_provider="QNNExecutionProvider",
+        format="onnx-genai",
+        quantization="w4a16",
+        source=Source(type="azureml", registry="azureml", name="Phi-tiny", version="3"),
+    )
 
 
 @pytest.fixture()
@@ -73,7 +79,9 @@ def test_blob_whose_bytes_do_not_match_content_md5_is_refused(blobs: BlobServer,
     registry = RecordedRegistry(blobs.folder_url("registry-container", PREFIX))
     with make_client() as client:
         resolved = azureml.resolve(variant(), client, registry)
-        blobs.put("registry-container", f"{PREFIX}/model.onnx", MODEL[:-1] + b"\x00")  # replaced after listing
+        blobs.put(
+            "registry-container", f"{PREFIX}/model.onnx", MODEL[:-1] + b"\x00"
+        )  # replaced after listing
         with pytest.raises(IntegrityError, match="md5"):
             install(resolved, Store(tmp_path), client, fast_config(restarts=0))
 
@@ -81,7 +89,9 @@ def test_blob_whose_bytes_do_not_match_content_md5_is_refused(blobs: BlobServer,
 def test_expired_sas_and_missing_container_are_named(blobs: BlobServer) -> None:
     with make_client() as client:
         with pytest.raises(SourceError, match="HTTP 403"):
-            azureml.list_folder(client, blobs.folder_url("registry-container", PREFIX).replace("sig=", "sig=x"))
+            azureml.list_folder(
+                client, blobs.folder_url("registry-container", PREFIX).replace("sig=", "sig=x")
+            )
         with pytest.raises(NotFoundError, match="nowhere"):
             azureml.list_folder(client, blobs.folder_url("nowhere", PREFIX))
 
@@ -100,5 +110,7 @@ def test_without_the_azure_extra_the_error_says_what_to_install(monkeypatch: pyt
 
 
 def test_container_sas_url_gets_the_models_prefix() -> None:
-    assert azureml.with_prefix("https://a.blob.core.windows.net/c?sig=s", "models/m/1") == \
-        "https://a.blob.core.windows.net/c/models/m/1?sig=s"
+    assert (
+        azureml.with_prefix("https://a.blob.core.windows.net/c?sig=s", "models/m/1")
+        == "https://a.blob.core.windows.net/c/models/m/1?sig=s"
+    )

@@ -20,8 +20,14 @@ DATA = random_bytes(1_500_000, seed=31)
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     e = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), TOOLKIT_DL_BACKOFF_BASE="0.01", TOOLKIT_DL_RETRIES="2")
     e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "toolkit", *args], cwd=PROJECT_ROOT, env=e,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "toolkit", *args],
+        cwd=PROJECT_ROOT,
+        env=e,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.fixture()
@@ -29,8 +35,9 @@ def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     with HubServer() as s:
         s.add("org/tiny", "model.onnx", DATA)
         s.add("org/bad", "model.onnx", DATA, faults=Faults(corrupt_at=5, corrupt_times=100))
-        manifest, _ = write_manifest(tmp_path / "m", "tiny", [hf_variant_json("org/tiny"),
-                                                              hf_variant_json("org/bad", "tiny-bad:1")])
+        manifest, _ = write_manifest(
+            tmp_path / "m", "tiny", [hf_variant_json("org/tiny"), hf_variant_json("org/bad", "tiny-bad:1")]
+        )
         monkeypatch.setenv("TOOLKIT_MANIFESTS", str(manifest))
         monkeypatch.setenv("HF_ENDPOINT", s.url)
         yield s
@@ -71,13 +78,22 @@ def test_local_folder_source_is_copied_and_verified(tmp_path: Path, monkeypatch:
     (folder / "sub").mkdir(parents=True)
     (folder / "model.onnx").write_bytes(DATA)
     (folder / "sub" / "genai_config.json").write_text("{}")
-    variant = {"id": "local-cpu:1", "device": "cpu", "vendor": "any", "execution_provider": "CPUExecutionProvider",
-               "format": "onnx-genai", "quantization": "int4", "source": {"type": "local", "path": str(folder)}}
+    variant = {
+        "id": "local-cpu:1",
+        "device": "cpu",
+        "vendor": "any",
+        "execution_provider": "CPUExecutionProvider",
+        "format": "onnx-genai",
+        "quantization": "int4",
+        "source": {"type": "local", "path": str(folder)},
+    }
     manifest, _ = write_manifest(tmp_path / "m", "localmodel", [variant])
     out = cli("download", "localmodel", "--json", env={"TOOLKIT_MANIFESTS": str(manifest)})
     assert out.returncode == 0, out.stderr
     snap = Path(json.loads(out.stdout)["path"])
-    assert (snap / "model.onnx").read_bytes() == DATA and (snap / "sub" / "genai_config.json").read_text() == "{}"
+    assert (snap / "model.onnx").read_bytes() == DATA and (
+        snap / "sub" / "genai_config.json"
+    ).read_text() == "{}"
     os.symlink("/etc/hostname", folder / "leak.txt")
     refused = cli("download", "localmodel", "--force", env={"TOOLKIT_MANIFESTS": str(manifest)})
     assert refused.returncode == 5 and "leaves" in refused.stderr

@@ -32,7 +32,9 @@ def serve(hub: HubServer, faults: Faults, lfs: bool = True) -> None:
 
 
 def fetch(root: Path, progress: Recorder | None = None, **cfg: object):
-    return download_variant(None, hf_variant("org/tiny"), progress or Recorder(), config=fast_config(**cfg), root=root)
+    return download_variant(
+        None, hf_variant("org/tiny"), progress or Recorder(), config=fast_config(**cfg), root=root
+    )
 
 
 def assert_verified(snap: Path) -> None:
@@ -80,7 +82,9 @@ def test_wrong_bytes_once_are_detected_and_fetched_again(hub: HubServer, tmp_pat
     assert any("sha256" in n and "again" in n for n in rec.notes)
 
 
-def test_wrong_bytes_every_time_fail_with_integrity_error_and_leave_nothing(hub: HubServer, tmp_path: Path) -> None:
+def test_wrong_bytes_every_time_fail_with_integrity_error_and_leave_nothing(
+    hub: HubServer, tmp_path: Path
+) -> None:
     serve(hub, Faults(corrupt_at=SIZE // 2, corrupt_times=100))
     with pytest.raises(IntegrityError) as e:
         fetch(tmp_path, connections=1)
@@ -90,7 +94,13 @@ def test_wrong_bytes_every_time_fail_with_integrity_error_and_leave_nothing(hub:
 
 
 def test_wrong_bytes_in_a_small_git_file_are_caught_by_its_blob_id(hub: HubServer, tmp_path: Path) -> None:
-    hub.add("org/tiny", "tokenizer.json", DATA[:50_000], lfs=False, faults=Faults(corrupt_at=10, corrupt_times=100))
+    hub.add(
+        "org/tiny",
+        "tokenizer.json",
+        DATA[:50_000],
+        lfs=False,
+        faults=Faults(corrupt_at=10, corrupt_times=100),
+    )
     with pytest.raises(IntegrityError, match="git blob sha1"):
         fetch(tmp_path)
 

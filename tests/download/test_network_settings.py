@@ -22,7 +22,9 @@ from toolkit.store.blobs import Store
 DATA = random_bytes(600_000, seed=21)
 
 
-def test_downloads_go_through_the_proxy_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_downloads_go_through_the_proxy_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for var in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy"):
         monkeypatch.delenv(var, raising=False)
     with HubServer() as hub, ForwardProxy() as proxy:
@@ -41,9 +43,28 @@ def tls_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     if shutil.which("openssl") is None:
         pytest.skip("needs the openssl command to make a certificate")
     cert, key = tmp_path / "ca.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     origin = tmp_path / "origin"
     with HubServer() as hub:
         hub.add("org/tiny", "model.onnx", DATA)
@@ -62,8 +83,15 @@ def tls_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def mirror_variant(base: str) -> Variant:
-    return Variant(id="tiny-cpu:1", device="cpu", vendor="any", execution_provider="CPUExecutionProvider",
-                   format="onnx-genai", quantization="int4", source=Source(type="mirror", base_url=base))
+    return Variant(
+        id="tiny-cpu:1",
+        device="cpu",
+        vendor="any",
+        execution_provider="CPUExecutionProvider",
+        format="onnx-genai",
+        quantization="int4",
+        source=Source(type="mirror", base_url=base),
+    )
 
 
 def test_private_ca_is_refused_by_default_with_a_clear_error(tls_mirror, tmp_path: Path) -> None:

@@ -29,10 +29,13 @@ from toolkit.download.plan import (
         (0, 8, 8, 4 * MiB),
     ],
 )
-def test_segment_size_adapts_to_the_file_within_bounds(size: int, connections: int, per_connection: int,
-                                                       expected: int) -> None:
-    assert segment_size(size, connections, 4 * MiB, 16 * MiB if per_connection > 1 else 64 * MiB,
-                        per_connection) == expected
+def test_segment_size_adapts_to_the_file_within_bounds(
+    size: int, connections: int, per_connection: int, expected: int
+) -> None:
+    assert (
+        segment_size(size, connections, 4 * MiB, 16 * MiB if per_connection > 1 else 64 * MiB, per_connection)
+        == expected
+    )
 
 
 @pytest.mark.parametrize("size", [1, 8 * MiB - 1, 8 * MiB, 8 * MiB + 1, 100 * MiB, 3 * 1024 * MiB + 7])
@@ -105,5 +108,9 @@ def test_free_space_error_names_needed_and_available(tmp_path) -> None:
     check_free_space(100, 1000, 10, tmp_path)
     with pytest.raises(DiskFullError) as e:
         check_free_space(5_000_000_000, 1_000_000_000, 0, tmp_path)
-    assert "5.0 GB needed" in str(e.value) and "1.0 GB available" in str(e.value) and str(tmp_path) in str(e.value)
+    assert (
+        "5.0 GB needed" in str(e.value)
+        and "1.0 GB available" in str(e.value)
+        and str(tmp_path) in str(e.value)
+    )
     assert e.value.exit_code == 7

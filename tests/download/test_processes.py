@@ -27,22 +27,30 @@ SEGMENT = 1024 * 1024
 def env(tmp_path: Path, isolated_home: Path) -> dict[str, str]:
     manifest, _ = write_manifest(tmp_path / "manifests", "tiny", [hf_variant_json("org/tiny")])
     e = dict(os.environ)
-    e.update({
-        "TOOLKIT_MANIFESTS": str(manifest),
-        "TOOLKIT_DL_CONNECTIONS": str(CONNECTIONS),
-        "TOOLKIT_DL_MIN_SEGMENT": str(SEGMENT),
-        "TOOLKIT_DL_MAX_SEGMENT": str(SEGMENT),
-        "TOOLKIT_DL_MIN_SPLIT": str(256 * 1024),
-        "TOOLKIT_DL_SAVE_INTERVAL": "0.05",
-        "TOOLKIT_DL_BACKOFF_BASE": "0.05",
-        "PYTHONPATH": str(PROJECT_ROOT),
-    })
+    e.update(
+        {
+            "TOOLKIT_MANIFESTS": str(manifest),
+            "TOOLKIT_DL_CONNECTIONS": str(CONNECTIONS),
+            "TOOLKIT_DL_MIN_SEGMENT": str(SEGMENT),
+            "TOOLKIT_DL_MAX_SEGMENT": str(SEGMENT),
+            "TOOLKIT_DL_MIN_SPLIT": str(256 * 1024),
+            "TOOLKIT_DL_SAVE_INTERVAL": "0.05",
+            "TOOLKIT_DL_BACKOFF_BASE": "0.05",
+            "PYTHONPATH": str(PROJECT_ROOT),
+        }
+    )
     return e
 
 
 def toolkit(env: dict[str, str], *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "toolkit", *args], cwd=PROJECT_ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "toolkit", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_sigkill_at_half_then_restart_resumes(env: dict[str, str], isolated_home: Path) -> None:
@@ -100,8 +108,9 @@ def test_two_processes_on_one_variant_both_succeed_and_bytes_are_fetched_once(en
     assert SIZE <= sent[0] < SIZE + CONNECTIONS * 128 * 1024 and sent[1] == 300_000
 
 
-def test_ctrl_c_stops_at_once_keeps_the_state_and_the_next_run_resumes(env: dict[str, str],
-                                                                     isolated_home: Path) -> None:
+def test_ctrl_c_stops_at_once_keeps_the_state_and_the_next_run_resumes(
+    env: dict[str, str], isolated_home: Path
+) -> None:
     with HubServer(rate=1_000_000) as hub:
         hub.add("org/tiny", "model.onnx", DATA)
         env["HF_ENDPOINT"] = hub.url

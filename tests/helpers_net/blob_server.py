@@ -19,8 +19,10 @@ BLOB_XML = """<Blob><Name>{name}</Name><Properties><Creation-Time>Wed, 03 Apr 20
 <BlobType>BlockBlob</BlobType><AccessTier>Hot</AccessTier><AccessTierInferred>true</AccessTierInferred>\
 <LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState><ServerEncrypted>true</ServerEncrypted>\
 </Properties><OrMetadata /></Blob>"""
-AUTH_FAILED = ('\ufeff<?xml version="1.0" encoding="utf-8"?><Error><Code>AuthenticationFailed</Code><Message>Server '
-               'failed to authenticate the request.</Message></Error>')
+AUTH_FAILED = (
+    '\ufeff<?xml version="1.0" encoding="utf-8"?><Error><Code>AuthenticationFailed</Code><Message>Server '
+    "failed to authenticate the request.</Message></Error>"
+)
 
 
 class BlobServer:
@@ -55,8 +57,11 @@ class BlobServer:
                 if container not in outer.blobs:
                     return self.reply(404, b"ContainerNotFound")
                 if q.get("comp") == "list":
-                    return self.reply(200, outer.listing(container, q.get("prefix", ""), q.get("marker", "")),
-                                      {"Content-Type": "application/xml"})
+                    return self.reply(
+                        200,
+                        outer.listing(container, q.get("prefix", ""), q.get("marker", "")),
+                        {"Content-Type": "application/xml"},
+                    )
                 data = outer.blobs[container].get(name)
                 if data is None:
                     return self.reply(404, b"BlobNotFound")
@@ -65,8 +70,11 @@ class BlobServer:
                 if m:
                     start = int(m.group(1))
                     end = min(len(data), int(m.group(2)) + 1) if m.group(2) else len(data)
-                    return self.reply(206, data[start:end], {"ETag": etag,
-                                                             "Content-Range": f"bytes {start}-{end - 1}/{len(data)}"})
+                    return self.reply(
+                        206,
+                        data[start:end],
+                        {"ETag": etag, "Content-Range": f"bytes {start}-{end - 1}/{len(data)}"},
+                    )
                 self.reply(200, data, {"ETag": etag})
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -86,16 +94,21 @@ class BlobServer:
         self.list_calls += 1
         names = sorted(n for n in self.blobs[container] if n.startswith(prefix))
         start = names.index(marker) if marker in names else 0
-        page, rest = names[start:start + self.page_size], names[start + self.page_size:]
+        page, rest = names[start : start + self.page_size], names[start + self.page_size :]
         blobs = "".join(
-            BLOB_XML.format(name=escape(n), size=len(self.blobs[container][n]),
-                            etag="0x" + hashlib.sha256(self.blobs[container][n]).hexdigest()[:15].upper(),
-                            md5=base64.b64encode(hashlib.md5(self.blobs[container][n]).digest()).decode())
+            BLOB_XML.format(
+                name=escape(n),
+                size=len(self.blobs[container][n]),
+                etag="0x" + hashlib.sha256(self.blobs[container][n]).hexdigest()[:15].upper(),
+                md5=base64.b64encode(hashlib.md5(self.blobs[container][n]).digest()).decode(),
+            )
             for n in page
         )
-        xml = (f'\ufeff<?xml version="1.0" encoding="utf-8"?><EnumerationResults ServiceEndpoint="{self.account_url}/" '
-               f'ContainerName="{container}"><Prefix>{escape(prefix)}</Prefix><MaxResults>{self.page_size}</MaxResults>'
-               f'<Blobs>{blobs}</Blobs><NextMarker>{escape(rest[0]) if rest else ""}</NextMarker></EnumerationResults>')
+        xml = (
+            f'\ufeff<?xml version="1.0" encoding="utf-8"?><EnumerationResults ServiceEndpoint="{self.account_url}/" '
+            f'ContainerName="{container}"><Prefix>{escape(prefix)}</Prefix><MaxResults>{self.page_size}</MaxResults>'
+            f"<Blobs>{blobs}</Blobs><NextMarker>{escape(rest[0]) if rest else ''}</NextMarker></EnumerationResults>"
+        )
         return xml.encode("utf-8")
 
     def __enter__(self) -> BlobServer:

@@ -114,8 +114,15 @@ class HubServer:
         self.httpd.shutdown()
         self.httpd.server_close()
 
-    def add(self, repo: str, path: str, data: bytes | None = None, disk: Path | None = None,
-            lfs: bool = True, faults: Faults | None = None) -> HostedFile:
+    def add(
+        self,
+        repo: str,
+        path: str,
+        data: bytes | None = None,
+        disk: Path | None = None,
+        lfs: bool = True,
+        faults: Faults | None = None,
+    ) -> HostedFile:
         f = HostedFile(data=data, disk=disk, lfs=lfs, faults=faults or Faults())
         self.repos.setdefault(repo, {})[path] = f
         self._sha[(repo, path)] = sha256_of(f)
@@ -171,7 +178,9 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
                 server.requests.append({"path": path, "method": self.command, "headers": dict(self.headers)})
             if path == "/_stats":
                 with server.lock:
-                    body = json.dumps({"bytes_sent": dict(server.bytes_sent), "requests": len(server.requests)})
+                    body = json.dumps(
+                        {"bytes_sent": dict(server.bytes_sent), "requests": len(server.requests)}
+                    )
                 return self._plain(200, body.encode(), {"Content-Type": "application/json"})
             m = _API.match(path)
             if m:
@@ -182,10 +191,15 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
                 repo = m.group("repo")
                 if repo not in server.repos:
                     return self._plain(404, b'{"error": "Repository not found"}')
-                return self._plain(200, json.dumps(server.revision_json(repo)).encode(),
-                                   {"Content-Type": "application/json"})
+                return self._plain(
+                    200, json.dumps(server.revision_json(repo)).encode(), {"Content-Type": "application/json"}
+                )
             m = _RESOLVE.match(path)
-            if not m or m.group("repo") not in server.repos or m.group("path") not in server.repos[m.group("repo")]:
+            if (
+                not m
+                or m.group("repo") not in server.repos
+                or m.group("path") not in server.repos[m.group("repo")]
+            ):
                 return self._plain(404, b"Entry not found")
             self._serve_file(m.group("repo"), m.group("path"), server.repos[m.group("repo")][m.group("path")])
 
@@ -261,7 +275,9 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
             short = not drop and fl.short_by > 0 and self._take("short_times")
             if short:
                 stop = max(start, end - fl.short_by)
-            corrupt = fl.corrupt_at is not None and start <= fl.corrupt_at < end and self._take("corrupt_times")
+            corrupt = (
+                fl.corrupt_at is not None and start <= fl.corrupt_at < end and self._take("corrupt_times")
+            )
             stall = fl.stall_at is not None and start <= fl.stall_at < end and self._take("stall_times")
             pos = start
             block = 64 * 1024
@@ -276,7 +292,7 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
                     chunk = f.read(pos, pos + n)
                     if corrupt and pos <= fl.corrupt_at < pos + n:  # type: ignore[operator]
                         i = fl.corrupt_at - pos  # type: ignore[operator]
-                        chunk = chunk[:i] + bytes([chunk[i] ^ 0xFF]) + chunk[i + 1:]
+                        chunk = chunk[:i] + bytes([chunk[i] ^ 0xFF]) + chunk[i + 1 :]
                     self._pace(len(chunk))
                     self.wfile.write(chunk)
                     pos += n

@@ -25,7 +25,11 @@ class ForwardProxy:
                 outer.seen.append(self.path)
                 u = urlsplit(self.path)
                 conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=10)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("proxy-connection", "connection")}
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("proxy-connection", "connection")
+                }
                 conn.request("GET", u.path + (f"?{u.query}" if u.query else ""), headers=headers)
                 r = conn.getresponse()
                 body = r.read()

@@ -23,8 +23,12 @@ def main() -> None:
     args = ap.parse_args()
     with HubServer(rate=args.rate) as s:
         for f in args.files:
-            faults = Faults(corrupt_at=1000 if args.flip_first else None, corrupt_times=1 if args.flip_first else 0,
-                            statuses=[503] if args.busy_first else [], retry_after="1")
+            faults = Faults(
+                corrupt_at=1000 if args.flip_first else None,
+                corrupt_times=1 if args.flip_first else 0,
+                statuses=[503] if args.busy_first else [],
+                retry_after="1",
+            )
             s.add(args.repo, f.name, disk=f, faults=faults)
         print(s.url, flush=True)
         while True:

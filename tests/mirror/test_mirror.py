@@ -43,8 +43,14 @@ def filled_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def mirror_url(filled_store: Path):
     """A real `toolkit mirror serve --port 0` process over the filled store."""
     env = dict(os.environ, TOOLKIT_HOME=str(filled_store), PYTHONPATH=str(PROJECT_ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "toolkit", "mirror", "serve", "--port", "0"], cwd=PROJECT_ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toolkit", "mirror", "serve", "--port", "0"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     line = proc.stdout.readline()
     assert " at http://127.0.0.1:" in line, proc.stderr.read() if proc.poll() is not None else line
     yield line.split(" at ")[1].split()[0]
@@ -76,21 +82,33 @@ def test_resolve_serves_ranges_with_etag_and_sha256(mirror_url: str) -> None:
 def test_huggingface_hub_client_downloads_from_the_mirror(mirror_url: str, tmp_path: Path) -> None:
     code = (
         "import sys; from huggingface_hub import hf_hub_download; "
-        "print(hf_hub_download('toolkit/tiny-cpu', 'sub/genai_config.json', revision='2', cache_dir=sys.argv[1]))"
+        "print(hf_hub_download('toolkit/tiny-cpu', 'sub/genai_config.json', revision='2', "
+        "cache_dir=sys.argv[1]))"
     )
     env = dict(os.environ, HF_ENDPOINT=mirror_url, HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_OFFLINE="0")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "hf")], env=env, capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "hf")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert Path(out.stdout.strip()).read_bytes() == CONFIG
 
 
-def test_toolkit_mirror_is_tried_first(mirror_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the Hub is unreachable: only the mirror can serve
+def test_toolkit_mirror_is_tried_first(
+    mirror_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "HF_ENDPOINT", "http://127.0.0.1:9"
+    )  # the Hub is unreachable: only the mirror can serve
     monkeypatch.setenv("TOOLKIT_MIRROR", mirror_url)
     snap, report = download_variant(None, VARIANT, config=fast_config(), root=tmp_path / "client")
     assert report.source == "mirror"
-    assert (snap / "model.onnx").read_bytes() == DATA and (snap / "sub" / "genai_config.json").read_bytes() == CONFIG
+    assert (snap / "model.onnx").read_bytes() == DATA and (
+        snap / "sub" / "genai_config.json"
+    ).read_bytes() == CONFIG
 
 
 def test_unknown_variant_on_the_mirror_falls_back_to_its_source(
@@ -102,8 +120,14 @@ def test_unknown_variant_on_the_mirror_falls_back_to_its_source(
         from tests.helpers_net.variants import Recorder
 
         rec = Recorder()
-        snap, report = download_variant(None, hf_variant("org/other", vid="other-cpu:1"), rec,
-                                        mirror=mirror_url, config=fast_config(), root=tmp_path / "client")
+        snap, report = download_variant(
+            None,
+            hf_variant("org/other", vid="other-cpu:1"),
+            rec,
+            mirror=mirror_url,
+            config=fast_config(),
+            root=tmp_path / "client",
+        )
     assert report.source == "huggingface" and (snap / "model.onnx").read_bytes() == DATA[:1000]
     assert any("mirror" in n and "using the huggingface source" in n for n in rec.notes)
 
@@ -119,7 +143,9 @@ def test_export_writes_static_files_any_web_server_can_serve(filled_store: Path,
     threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
     try:
         url = f"http://127.0.0.1:{httpd.server_address[1]}"
-        snap, report = download_variant(None, VARIANT, mirror=url, config=fast_config(), root=tmp_path / "client")
+        snap, report = download_variant(
+            None, VARIANT, mirror=url, config=fast_config(), root=tmp_path / "client"
+        )
     finally:
         httpd.shutdown()
         httpd.server_close()

@@ -36,16 +36,23 @@ def store(isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         download_variant(None, hf_variant("org/a", "a-cpu:1"), config=fast_config())
         download_variant(None, hf_variant("org/b", "b-cpu:1"), config=fast_config())
-        manifest, _ = write_manifest(tmp_path / "m", "pair", [hf_variant_json("org/a", "a-cpu:1"),
-                                                              hf_variant_json("org/b", "b-cpu:1")])
+        manifest, _ = write_manifest(
+            tmp_path / "m", "pair", [hf_variant_json("org/a", "a-cpu:1"), hf_variant_json("org/b", "b-cpu:1")]
+        )
         monkeypatch.setenv("TOOLKIT_MANIFESTS", str(manifest))
         yield Store(isolated_home), hub
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
-    return subprocess.run([sys.executable, "-m", "toolkit", *args], cwd=PROJECT_ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "toolkit", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_list_shows_variants_with_size(store) -> None:

@@ -1,4 +1,4 @@
-"""`toolkit download`, `toolkit cache ...`, `toolkit mirror ...`: parse, call toolkit.download/store/mirror, render."""
+"""`toolkit download`, `toolkit cache ...`, `toolkit mirror ...`: parse, call the library, render."""
 
 from __future__ import annotations
 
@@ -25,17 +25,26 @@ def _select(alias: str, variant: str | None, device: str | None):
     from toolkit.paths import installed_variant_ids
 
     manifest = Catalog.load().get(alias)
-    return select_variant(manifest, current_profile(), installed_variant_ids(),
-                          device_override=device_override(device), variant_override=variant)
+    return select_variant(
+        manifest,
+        current_profile(),
+        installed_variant_ids(),
+        device_override=device_override(device),
+        variant_override=variant,
+    )
 
 
 def download(
     alias: Annotated[str, typer.Argument(help="Model alias or name (see `toolkit list`).")],
     variant: Annotated[str | None, typer.Option("--variant", help="Download this variant id.")] = None,
     device: Annotated[str | None, typer.Option("--device", help="Only npu, gpu or cpu variants.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Explain the choice and the files; fetch nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Explain the choice and the files; fetch nothing.")
+    ] = False,
     mirror: MirrorOpt = None,
-    force: Annotated[bool, typer.Option("--force", help="Fetch again even if the snapshot is complete.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Fetch again even if the snapshot is complete.")
+    ] = False,
     json_out: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
@@ -46,39 +55,70 @@ def download(
     sel = _select(alias, variant, device)
     if dry_run:
         plan = plan_variant(sel.manifest, sel.variant, mirror=mirror)
-        files = [{"path": f.path, "size": f.size, "sha256": f.sha256, "in_store": f.in_store,
-                  "partial_bytes": f.partial_bytes} for f in plan.files]
-        data = {"alias": sel.manifest.alias, "variant": sel.variant.id, "reason": sel.reason,
-                "source": plan.resolved.source, "origin": plan.resolved.origin, "revision": plan.resolved.revision,
-                "complete": plan.complete, "bytes_to_fetch": plan.bytes_to_fetch, "free_bytes": plan.free_bytes,
-                "files": files}
+        files = [
+            {
+                "path": f.path,
+                "size": f.size,
+                "sha256": f.sha256,
+                "in_store": f.in_store,
+                "partial_bytes": f.partial_bytes,
+            }
+            for f in plan.files
+        ]
+        data = {
+            "alias": sel.manifest.alias,
+            "variant": sel.variant.id,
+            "reason": sel.reason,
+            "source": plan.resolved.source,
+            "origin": plan.resolved.origin,
+            "revision": plan.resolved.revision,
+            "complete": plan.complete,
+            "bytes_to_fetch": plan.bytes_to_fetch,
+            "free_bytes": plan.free_bytes,
+            "files": files,
+        }
         if json_out:
             return emit_json(data)
         out = console()
         out.print(sel.line())
         out.print(f"source: {plan.resolved.source} {plan.resolved.origin} @ {plan.resolved.revision}")
         for f in files:
-            state = "in store" if f["in_store"] else (f"partial {human_size(f['partial_bytes'])}"
-                                                      if f["partial_bytes"] else "to fetch")
+            state = (
+                "in store"
+                if f["in_store"]
+                else (f"partial {human_size(f['partial_bytes'])}" if f["partial_bytes"] else "to fetch")
+            )
             out.print(f"  {f['path']}  {human_size(f['size'])}  {state}")
         verdict = "already complete" if plan.complete else f"would fetch {human_size(plan.bytes_to_fetch)}"
         out.print(f"{verdict}; {human_size(plan.free_bytes)} free")
         return
     t0 = time.monotonic()
     try:
-        snap, report = download_variant(sel.manifest, sel.variant, for_terminal(quiet or json_out),
-                                        mirror=mirror, force=force)
+        snap, report = download_variant(
+            sel.manifest, sel.variant, for_terminal(quiet or json_out), mirror=mirror, force=force
+        )
     except KeyboardInterrupt:
         # sys.exit, not typer.Exit: with standalone_mode=False typer turns Ctrl-C into a return value
         print("interrupted: the partial download is kept; run the same command to resume", file=sys.stderr)
         sys.exit(130)
-    data = {"alias": sel.manifest.alias, "variant": sel.variant.id, "reason": sel.reason, "path": str(snap),
-            "already_complete": report is None, "seconds": round(time.monotonic() - t0, 3)}
+    data = {
+        "alias": sel.manifest.alias,
+        "variant": sel.variant.id,
+        "reason": sel.reason,
+        "path": str(snap),
+        "already_complete": report is None,
+        "seconds": round(time.monotonic() - t0, 3),
+    }
     if report is not None:
-        data.update(source=report.source, revision=report.revision, fetched_bytes=report.fetched_bytes,
-                    resumed_bytes=report.resumed_bytes, fetched_files=report.fetched_files,
-                    reused_files=report.reused_files,
-                    files=[{"path": f.path, "size": f.size, "sha256": f.sha256} for f in report.files])
+        data.update(
+            source=report.source,
+            revision=report.revision,
+            fetched_bytes=report.fetched_bytes,
+            resumed_bytes=report.resumed_bytes,
+            fetched_files=report.fetched_files,
+            reused_files=report.reused_files,
+            files=[{"path": f.path, "size": f.size, "sha256": f.sha256} for f in report.files],
+        )
     if json_out:
         return emit_json(data)
     note = "already downloaded" if report is None else f"{len(report.files)} file(s) verified"
@@ -95,8 +135,18 @@ def cache_list(json_out: JsonOpt = False) -> None:
     from toolkit.store.cache import list_cached
 
     store = Store()
-    rows = [{"variant": c.variant_id, "size": c.size, "files": c.files, "last_used": c.last_used,
-             "source": c.source, "revision": c.revision, "path": str(c.path)} for c in list_cached(store)]
+    rows = [
+        {
+            "variant": c.variant_id,
+            "size": c.size,
+            "files": c.files,
+            "last_used": c.last_used,
+            "source": c.source,
+            "revision": c.revision,
+            "path": str(c.path),
+        }
+        for c in list_cached(store)
+    ]
     if json_out:
         return emit_json({"store": str(store.root), "variants": rows})
     out = console()
@@ -131,7 +181,9 @@ def cache_verify(
             forget_bad(store, r)
             _redownload(vid)
             repaired = verify_variant(store, vid).ok
-        results.append({"variant": vid, "files": r.checked, "ok": r.ok, "problems": r.problems, "repaired": repaired})
+        results.append(
+            {"variant": vid, "files": r.checked, "ok": r.ok, "problems": r.problems, "repaired": repaired}
+        )
     if json_out:
         emit_json({"variants": results})
     else:
@@ -176,7 +228,9 @@ def cache_remove(
 
 @cache_app.command("prune")
 def cache_prune(
-    unused_days: Annotated[float | None, typer.Option("--unused-days", help="Also remove variants unused this long.")] = None,
+    unused_days: Annotated[
+        float | None, typer.Option("--unused-days", help="Also remove variants unused this long.")
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report only.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -185,17 +239,25 @@ def cache_prune(
     from toolkit.store.cache import collect_garbage
 
     r = collect_garbage(Store(), unused_days=unused_days, dry_run=dry_run)
-    data = {"dry_run": dry_run, "removed_variants": r.removed_variants, "removed_blobs": r.removed_blobs,
-            "removed_partials": r.removed_partials, "freed_bytes": r.freed_bytes}
+    data = {
+        "dry_run": dry_run,
+        "removed_variants": r.removed_variants,
+        "removed_blobs": r.removed_blobs,
+        "removed_partials": r.removed_partials,
+        "freed_bytes": r.freed_bytes,
+    }
     if json_out:
         return emit_json(data)
     verb = "would free" if dry_run else "freed"
-    console().print(f"{verb} {human_size(r.freed_bytes)}: {len(r.removed_variants)} variant(s), "
-                    f"{r.removed_blobs} blob(s), {r.removed_partials} partial download(s)")
+    console().print(
+        f"{verb} {human_size(r.freed_bytes)}: {len(r.removed_variants)} variant(s), "
+        f"{r.removed_blobs} blob(s), {r.removed_partials} partial download(s)"
+    )
 
 
-mirror_app = typer.Typer(help="Serve or export the local store so a fleet downloads from one place.",
-                         no_args_is_help=True)
+mirror_app = typer.Typer(
+    help="Serve or export the local store so a fleet downloads from one place.", no_args_is_help=True
+)
 
 
 @mirror_app.command("serve")
@@ -208,7 +270,10 @@ def mirror_serve(
     from toolkit.store.blobs import Store
 
     server = serve(Store(), host, port)
-    print(f"serving {server.store.root} at {server.url} (set TOOLKIT_MIRROR={server.url} on clients)", flush=True)
+    print(
+        f"serving {server.store.root} at {server.url} (set TOOLKIT_MIRROR={server.url} on clients)",
+        flush=True,
+    )
     try:
         server.serve_forever()
     finally:
@@ -226,12 +291,20 @@ def mirror_export(
     from toolkit.store.blobs import Store
 
     r = export(Store(), dest, set(variant) if variant else None)
-    data: dict[str, Any] = {"dest": str(dest), "variants": r.variants, "files": r.files, "linked": r.linked,
-                            "copied": r.copied, "bytes_written": r.bytes}
+    data: dict[str, Any] = {
+        "dest": str(dest),
+        "variants": r.variants,
+        "files": r.files,
+        "linked": r.linked,
+        "copied": r.copied,
+        "bytes_written": r.bytes,
+    }
     if json_out:
         return emit_json(data)
-    console().print(f"exported {len(r.variants)} variant(s), {r.files} file(s) to {dest} "
-                    f"({r.linked} linked, {r.copied} copied)")
+    console().print(
+        f"exported {len(r.variants)} variant(s), {r.files} file(s) to {dest} "
+        f"({r.linked} linked, {r.copied} copied)"
+    )
 
 
 def register(app: typer.Typer) -> None:

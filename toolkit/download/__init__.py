@@ -1,4 +1,4 @@
-"""The download manager: `ensure_variant(manifest, variant)` puts a verified snapshot of a variant in the store.
+"""The download manager: `ensure_variant(manifest, variant)` puts a verified snapshot in the store.
 
 Layers: plan.py (pure decisions), state.py (resume state), http.py (client settings), transfer.py (one
 file), manager.py (a variant's files and the store), api.py (what the CLI and the runtime call).

@@ -31,7 +31,9 @@ def ensure_variant(
     force: bool = False,
 ) -> Path:
     """Return the variant's snapshot folder, downloading and verifying it first if it is not complete."""
-    return download_variant(manifest, variant, progress, mirror=mirror, config=config, root=root, force=force)[0]
+    return download_variant(
+        manifest, variant, progress, mirror=mirror, config=config, root=root, force=force
+    )[0]
 
 
 def download_variant(
@@ -44,7 +46,7 @@ def download_variant(
     root: Path | None = None,
     force: bool = False,
 ) -> tuple[Path, TransferReport | None]:
-    """Like ensure_variant, also returning what the transfer did (None when the snapshot was already complete)."""
+    """Like ensure_variant, also returning what the transfer did (None if the snapshot was complete)."""
     store = Store(root)
     snap = paths.snapshot_dir(variant.id, store.root)
     if not force and (snap / paths.COMPLETE_MARKER).is_file():
@@ -86,4 +88,6 @@ def plan_variant(
     with _client(cfg) as client:
         resolved = resolve_variant(variant, client, mirror)
     complete = (paths.snapshot_dir(variant.id, store.root) / paths.COMPLETE_MARKER).is_file()
-    return DownloadPlan(manifest, variant, resolved, file_statuses(resolved, store), complete, store.free_bytes())
+    return DownloadPlan(
+        manifest, variant, resolved, file_statuses(resolved, store), complete, store.free_bytes()
+    )

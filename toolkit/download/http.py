@@ -42,7 +42,9 @@ def ssl_context() -> ssl.SSLContext:
         raise DownloadError(f"{var}={value}: cannot load the CA bundle ({e})") from e
 
 
-def make_client(stall_timeout: float = 30.0, connect_timeout: float = 15.0, max_connections: int = 32) -> httpx.Client:
+def make_client(
+    stall_timeout: float = 30.0, connect_timeout: float = 15.0, max_connections: int = 32
+) -> httpx.Client:
     """A client for sources and transfers; `stall_timeout` is the longest wait for any byte."""
     return httpx.Client(
         verify=ssl_context(),

@@ -114,8 +114,14 @@ def _copy_local(rf: ResolvedFile, dest: Path, progress: Progress) -> str:
 class VariantTransfer:
     """Fetch every file of a resolved variant into the store; `run()` returns a TransferReport."""
 
-    def __init__(self, resolved: ResolvedVariant, store: Store, client: httpx.Client,
-                 config: DownloadConfig, progress: Progress | None = None) -> None:
+    def __init__(
+        self,
+        resolved: ResolvedVariant,
+        store: Store,
+        client: httpx.Client,
+        config: DownloadConfig,
+        progress: Progress | None = None,
+    ) -> None:
         self.resolved, self.store, self.client, self.cfg = resolved, store, client, config
         self.progress = progress or Progress()
         self.slots = threading.Semaphore(config.max_connections)
@@ -212,9 +218,10 @@ class VariantTransfer:
         return SnapshotFile(rf.path, size, sha)
 
 
-def resolve_variant(variant: Variant, client: httpx.Client, mirror: str | None = None,
-                    progress: Progress | None = None) -> ResolvedVariant:
-    """Resolve through the mirror first when one is set (TOOLKIT_MIRROR / --mirror), else the variant's source."""
+def resolve_variant(
+    variant: Variant, client: httpx.Client, mirror: str | None = None, progress: Progress | None = None
+) -> ResolvedVariant:
+    """Resolve through the mirror first when one is set (TOOLKIT_MIRROR / --mirror), else the source."""
     from catalog.sources import resolve
     from catalog.sources.mirror import configured_mirror, resolve_from
 
@@ -223,17 +230,24 @@ def resolve_variant(variant: Variant, client: httpx.Client, mirror: str | None =
         try:
             return resolve_from(base, variant, client)
         except (SourceError, IntegrityError) as e:
-            if variant.source.type in ("mirror", "url") and (variant.source.base_url or "").rstrip("/") == base:
+            if (
+                variant.source.type in ("mirror", "url")
+                and (variant.source.base_url or "").rstrip("/") == base
+            ):
                 raise
             (progress or Progress()).note(f"mirror {base}: {e}; using the {variant.source.type} source")
     return resolve(variant, client)
 
 
-def install(resolved: ResolvedVariant, store: Store, client: httpx.Client, config: DownloadConfig,
-            progress: Progress | None = None) -> tuple[Path, TransferReport]:
+def install(
+    resolved: ResolvedVariant,
+    store: Store,
+    client: httpx.Client,
+    config: DownloadConfig,
+    progress: Progress | None = None,
+) -> tuple[Path, TransferReport]:
     """Fetch a resolved variant and write its snapshot; return the snapshot folder and the report."""
     report = VariantTransfer(resolved, store, client, config, progress).run()
     meta = {"source": resolved.source, "revision": resolved.revision, "origin": resolved.origin}
     snap = write_snapshot(store, resolved.variant_id, report.files, meta)
     return snap, report
-

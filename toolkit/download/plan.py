@@ -35,7 +35,9 @@ class Part:
         return self.pos >= self.end
 
 
-def segment_size(size: int, connections: int, min_segment: int, max_segment: int, per_connection: int = 1) -> int:
+def segment_size(
+    size: int, connections: int, min_segment: int, max_segment: int, per_connection: int = 1
+) -> int:
     """`per_connection` segments per connection, clamped to [min_segment, max_segment] (adapts to the size).
 
     Smaller segments keep every connection busy to the end and the in-order written prefix close behind
@@ -47,8 +49,13 @@ def segment_size(size: int, connections: int, min_segment: int, max_segment: int
     return max(min_segment, min(max_segment, math.ceil(size / max(1, connections * per_connection))))
 
 
-def plan_parts(size: int, connections: int, min_segment: int = 4 * MiB, max_segment: int = 16 * MiB,
-               per_connection: int = 1) -> list[Part]:
+def plan_parts(
+    size: int,
+    connections: int,
+    min_segment: int = 4 * MiB,
+    max_segment: int = 16 * MiB,
+    per_connection: int = 1,
+) -> list[Part]:
     """Split a file of `size` bytes into parts; a small file is one part."""
     if size <= 0:
         return [Part(0, 0)]
@@ -88,7 +95,7 @@ def contiguous_end(parts: list[Part], cursor: int) -> int:
 
 def backoff_delay(attempt: int, base: float, cap: float, rand: float) -> float:
     """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]; `rand` in [0, 1)."""
-    return rand * min(cap, base * (2 ** attempt))
+    return rand * min(cap, base * (2**attempt))
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -41,7 +41,9 @@ class PlainProgress(Progress):
             speed = self.done / elapsed
             pct = 100 * self.done / self.total if self.total else 100
             eta = (self.total - self.done) / speed if speed > 0 else 0
-        self._line(f"  {_mb(self.done)} / {_mb(self.total)} ({pct:.0f}%) {speed / 1e6:.1f} MB/s ETA {eta:.0f} s")
+        self._line(
+            f"  {_mb(self.done)} / {_mb(self.total)} ({pct:.0f}%) {speed / 1e6:.1f} MB/s ETA {eta:.0f} s"
+        )
 
     def file_done(self, path: str, fetched: bool) -> None:
         self._line(f"  {path}: {'verified' if fetched else 'already in the store'}")
@@ -68,8 +70,15 @@ class RichProgress(Progress):
         )
         from rich.progress import Progress as Bars
 
-        self.bars = Bars(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                         TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+        self.bars = Bars(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
         self.tasks: dict[str, int] = {}
         self.overall: int | None = None
         self.lock = threading.Lock()

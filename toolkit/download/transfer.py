@@ -46,7 +46,7 @@ _BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 
 
 def write_at(fd: int, data: bytes, offset: int) -> None:
-    """Write all of `data` at `offset` (pwrite where it exists; seek + write on Windows, under the caller's lock)."""
+    """Write all of `data` at `offset` (pwrite; seek + write where it is missing, under the caller's lock)."""
     view = memoryview(data)
     while view:
         if hasattr(os, "pwrite"):
@@ -155,8 +155,13 @@ class FileTransfer:
 
     # -- state ---------------------------------------------------------------------------------
     def _fresh_state(self, etag: str | None = None, ranges: bool = True) -> PartialState:
-        parts = plan_parts(self.size, self.cfg.connections, self.cfg.min_segment, self.cfg.max_segment,
-                           self.cfg.segments_per_connection)
+        parts = plan_parts(
+            self.size,
+            self.cfg.connections,
+            self.cfg.min_segment,
+            self.cfg.max_segment,
+            self.cfg.segments_per_connection,
+        )
         return PartialState(self.size, etag, ranges, parts if ranges else [Part(0, self.size)])
 
     def _open(self) -> None:
@@ -181,8 +186,12 @@ class FileTransfer:
             return  # another worker is saving right now
         try:
             with self.lock:
-                snapshot = PartialState(self.size, self.state.etag, self.state.ranges,
-                                        [Part(p.start, p.end, p.done) for p in self.state.parts])
+                snapshot = PartialState(
+                    self.size,
+                    self.state.etag,
+                    self.state.ranges,
+                    [Part(p.start, p.end, p.done) for p in self.state.parts],
+                )
                 self._last_save = now
             save_state(self.state_path, snapshot)
         finally:
@@ -248,13 +257,19 @@ class FileTransfer:
                 else:
                     attempts += 1
                     if attempts > self.cfg.retries:
-                        raise DownloadError(f"{self.rf.url}: {e} (after {self.cfg.retries} retries)") from None
+                        raise DownloadError(
+                            f"{self.rf.url}: {e} (after {self.cfg.retries} retries)"
+                        ) from None
                     if e.retry_after is not None:
                         if e.retry_after > self.cfg.retry_after_max:
-                            raise DownloadError(f"{self.rf.url}: {e}; the server asks to wait {e.retry_after:.0f} s") from None
+                            raise DownloadError(
+                                f"{self.rf.url}: {e}; the server asks to wait {e.retry_after:.0f} s"
+                            ) from None
                         delay = e.retry_after
                     else:
-                        delay = backoff_delay(attempts - 1, self.cfg.backoff_base, self.cfg.backoff_max, random.random())
+                        delay = backoff_delay(
+                            attempts - 1, self.cfg.backoff_base, self.cfg.backoff_max, random.random()
+                        )
                 self.progress.note(f"{self.rf.path}: {e}; retrying in {delay:.1f} s")
                 if self.abort.wait(delay):
                     return
@@ -321,7 +336,9 @@ class FileTransfer:
             return
         cr = parse_content_range(r.headers.get("content-range"))
         if cr is None or cr[0] != start or cr[1] < start:
-            raise _Retry(f"the server sent range {r.headers.get('content-range')!r} for bytes={start}-{end - 1}")
+            raise _Retry(
+                f"the server sent range {r.headers.get('content-range')!r} for bytes={start}-{end - 1}"
+            )
         if cr[2] is not None and cr[2] != self.size:
             raise _Changed(f"the file is now {cr[2]} bytes, expected {self.size}")
 
@@ -356,8 +373,11 @@ class FileTransfer:
         self.progress.file_started(self.rf.path, self.size, self.resumed_from)
         try:
             while True:
-                hasher = _Hasher(self, git=bool(self.rf.git_sha1) and not self.rf.sha256,
-                                 md5=bool(self.rf.md5) and not self.rf.sha256)
+                hasher = _Hasher(
+                    self,
+                    git=bool(self.rf.git_sha1) and not self.rf.sha256,
+                    md5=bool(self.rf.md5) and not self.rf.sha256,
+                )
                 hasher.start()
                 try:
                     self._run_workers()
@@ -370,7 +390,9 @@ class FileTransfer:
                     hasher.stop.set()
                     restarts += 1
                     if restarts > self.cfg.restarts:
-                        raise DownloadError(f"{self.rf.url}: the file keeps changing on the server ({e})") from None
+                        raise DownloadError(
+                            f"{self.rf.url}: the file keeps changing on the server ({e})"
+                        ) from None
                     self.progress.note(f"{self.rf.path}: {e}; starting this file again")
                     self._reset(ranges=self.state.ranges, keep_etag=False)
                     continue

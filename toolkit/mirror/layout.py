@@ -34,7 +34,8 @@ class PublishedVariant:
             "sha": self.commit,
             "toolkit_variant": self.variant_id,
             "siblings": [
-                {"rfilename": f.path, "size": f.size, "lfs": {"sha256": f.sha256, "size": f.size}} for f in self.files
+                {"rfilename": f.path, "size": f.size, "lfs": {"sha256": f.sha256, "size": f.size}}
+                for f in self.files
             ],
         }
 
@@ -61,8 +62,14 @@ def index_json(published: dict[tuple[str, str], PublishedVariant]) -> dict:
     seen = {pv.variant_id: pv for pv in published.values()}
     return {
         "variants": [
-            {"id": pv.variant_id, "repo": pv.repo, "revision": pv.revision, "sha": pv.commit,
-             "size": sum(f.size for f in pv.files), "files": len(pv.files)}
+            {
+                "id": pv.variant_id,
+                "repo": pv.repo,
+                "revision": pv.revision,
+                "sha": pv.commit,
+                "size": sum(f.size for f in pv.files),
+                "files": len(pv.files),
+            }
             for pv in sorted(seen.values(), key=lambda p: p.variant_id)
         ]
     }

@@ -69,7 +69,9 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
 
-    def _send(self, code: int, body: bytes, ctype: str = "application/json", extra: dict | None = None) -> None:
+    def _send(
+        self, code: int, body: bytes, ctype: str = "application/json", extra: dict | None = None
+    ) -> None:
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))

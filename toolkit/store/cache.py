@@ -35,8 +35,17 @@ def list_cached(store: Store) -> list[CachedVariant]:
         record = paths.read_complete_marker(vid, store.root) or {}
         files = snapshot_files(vid, store.root)
         snap = paths.snapshot_dir(vid, store.root)
-        out.append(CachedVariant(vid, snap, sum(f.size for f in files), len(files), last_used(snap),
-                                 str(record.get("source", "")), str(record.get("revision", ""))))
+        out.append(
+            CachedVariant(
+                vid,
+                snap,
+                sum(f.size for f in files),
+                len(files),
+                last_used(snap),
+                str(record.get("source", "")),
+                str(record.get("revision", "")),
+            )
+        )
     return out
 
 
@@ -137,7 +146,9 @@ class PruneReport:
 
 
 def referenced_blobs(store: Store) -> set[str]:
-    return {f.sha256 for vid in paths.installed_variant_ids(store.root) for f in snapshot_files(vid, store.root)}
+    return {
+        f.sha256 for vid in paths.installed_variant_ids(store.root) for f in snapshot_files(vid, store.root)
+    }
 
 
 def _incomplete_snapshots(store: Store) -> list[Path]:
@@ -150,8 +161,13 @@ def _incomplete_snapshots(store: Store) -> list[Path]:
     return out
 
 
-def collect_garbage(store: Store, unused_days: float | None = None, partial_age_s: float = 86400.0,
-                    grace_s: float = BLOB_GRACE_S, dry_run: bool = False) -> PruneReport:
+def collect_garbage(
+    store: Store,
+    unused_days: float | None = None,
+    partial_age_s: float = 86400.0,
+    grace_s: float = BLOB_GRACE_S,
+    dry_run: bool = False,
+) -> PruneReport:
     """Remove variants unused for `unused_days` (if given), then unreferenced blobs, stale partials,
     and incomplete snapshot folders. Anything locked by a running download is left alone."""
     report = PruneReport()

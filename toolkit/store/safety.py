@@ -38,5 +38,7 @@ def safe_join(root: Path, path: str, where: str = "") -> Path:
     real_root = root.resolve()
     real = target.resolve()
     if real != real_root and real_root not in real.parents:
-        raise StoreError(f"unsafe file path {path!r}{' from ' + where if where else ''}: it leaves {root} through a link")
+        raise StoreError(
+            f"unsafe file path {path!r}{' from ' + where if where else ''}: it leaves {root} through a link"
+        )
     return target

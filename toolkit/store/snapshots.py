@@ -59,8 +59,12 @@ def write_snapshot(store: Store, variant_id: str, files: list[SnapshotFile], met
         for p in sorted(snap.rglob("*"), reverse=True):  # files left from an older snapshot go
             if p.is_file() and p not in wanted and ".toolkit" not in p.relative_to(snap).parts:
                 unlink_readonly(p)
-        record = dict(meta, variant_id=variant_id, completed_at=time.time(),
-                      files=[{"path": f.path, "size": f.size, "sha256": f.sha256} for f in files])
+        record = dict(
+            meta,
+            variant_id=variant_id,
+            completed_at=time.time(),
+            files=[{"path": f.path, "size": f.size, "sha256": f.sha256} for f in files],
+        )
         marker.parent.mkdir(parents=True, exist_ok=True)
         tmp = marker.with_name(marker.name + ".tmp")
         tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
