@@ -14,7 +14,6 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
-from urllib.request import url2pathname
 
 import httpx
 from filelock import Timeout
@@ -96,18 +95,19 @@ def check_free_space(needed: int, available: int, margin: int, where: Path) -> N
 
 
 def _copy_local(rf: ResolvedFile, dest: Path, progress: Progress) -> str:
-    """Copy a file:// source into `dest`, hashing as it goes."""
-    src = Path(url2pathname(urlsplit(rf.url).path))
+    """Copy a file:// source (a file, or an archive member) into `dest`, hashing as it goes."""
+    from catalog.sources.local import open_local
+
     h = hashlib.sha256()
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with open(src, "rb") as fin, open(dest, "wb") as fout:
+        with open_local(rf.url) as fin, open(dest, "wb") as fout:
             while block := fin.read(1 << 20):
                 h.update(block)
                 fout.write(block)
                 progress.advance(rf.path, len(block))
-    except FileNotFoundError as e:
-        raise NotFoundError(f"{src}: no such file") from e
+    except (FileNotFoundError, KeyError) as e:
+        raise NotFoundError(f"{rf.url}: no such file") from e
     return h.hexdigest()
 
 
@@ -201,6 +201,9 @@ class VariantTransfer:
                 self.store.remove_partial(key)
                 raise IntegrityError(f"{rf.url}: sha256 {sha} instead of {rf.sha256}")
             size = data.stat().st_size
+            if rf.size is not None and size != rf.size:
+                self.store.remove_partial(key)
+                raise IntegrityError(f"{rf.url}: {size} bytes instead of {rf.size}")
         else:
             t = FileTransfer(self.client, rf, pdir, self.cfg, self.progress, self.slots, self.cancel)
             try:
