@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
@@ -26,9 +27,20 @@ class MirrorServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, store: Store, host: str = "127.0.0.1", port: int = 8765) -> None:
-        self.store = store
+    def __init__(self, store: Store, host: str = "127.0.0.1", port: int = 8765, ttl: float = 1.0) -> None:
+        self.store, self.ttl = store, ttl
+        self._cache: tuple[float, dict] = (float("-inf"), {})
+        self._cache_lock = threading.Lock()
         super().__init__((host, port), _Handler)
+
+    def published(self) -> dict[tuple[str, str], PublishedVariant]:
+        """The store's complete variants, re-read at most every `ttl` seconds (many Range requests share it)."""
+        with self._cache_lock:
+            when, data = self._cache
+            if time.monotonic() - when > self.ttl:
+                data = published_variants(self.store)
+                self._cache = (time.monotonic(), data)
+            return data
 
     @property
     def url(self) -> str:
@@ -89,7 +101,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = unquote(urlsplit(self.path).path)
-        published = published_variants(self.server.store)
+        published = self.server.published()
         if path in ("/api/toolkit/variants", "/api/toolkit/variants/"):
             return self._send(200, json.dumps(index_json(published)).encode())
         m = _API.match(path)
