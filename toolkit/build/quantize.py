@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,14 +51,23 @@ SHRINK_GRID = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75)
 def _block_params(blocks: np.ndarray, shrink: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Per-block scale and zero point; the range is shrunk by the factor with the least squared error."""
     lo0 = np.minimum(blocks.min(axis=-1), 0.0)
-    hi0 = np.maximum(blocks.max(axis=-1), 0.0)
+    span = np.maximum(blocks.max(axis=-1), 0.0) - lo0
+    tmp = np.empty_like(blocks)
     best_err = best_scale = best_zp = None
     for a in shrink:
-        scale = (hi0 - lo0) * a / 15.0
-        scale = np.where(scale == 0, 1.0, scale).astype(np.float32)
-        zp = np.clip(np.round(-lo0 * a / scale), 0, 15)
-        q = np.clip(np.round(blocks / scale[..., None]) + zp[..., None], 0, 15)
-        err = np.square((q - zp[..., None]) * scale[..., None] - blocks).sum(axis=-1)
+        scale = (span * np.float32(a / 15.0)).astype(np.float32)
+        scale[scale == 0] = 1.0
+        zp = np.clip(np.round(-lo0 * np.float32(a) / scale), 0, 15).astype(np.float32)
+        if len(shrink) == 1:
+            return scale, zp
+        np.multiply(blocks, (1.0 / scale)[..., None], out=tmp)
+        tmp += zp[..., None]
+        np.round(tmp, out=tmp)
+        np.clip(tmp, 0, 15, out=tmp)
+        tmp -= zp[..., None]
+        tmp *= scale[..., None]
+        tmp -= blocks
+        err = np.einsum("...i,...i->...", tmp, tmp)
         if best_err is None:
             best_err, best_scale, best_zp = err, scale, zp
         else:
@@ -72,15 +83,19 @@ def _pack_blocks(q: np.ndarray, scales: np.ndarray, zps: np.ndarray, cols: int) 
                           _pack_nibbles(zps.astype(np.uint8)), cols)
 
 
-def quantize_blockwise(w: np.ndarray, rows_per_chunk: int = 4096,
+def quantize_blockwise(w: np.ndarray, rows_per_chunk: int = 2048,
                        shrink: tuple[float, ...] = SHRINK_GRID) -> BlockQuantized:
-    """Quantize w [rows, cols] to 4 bits in blocks of 32 along cols, asymmetric, with an MSE range search."""
+    """Quantize w [rows, cols] to 4 bits in blocks of 32 along cols, asymmetric, with an MSE range search.
+
+    Row chunks run on a thread pool (numpy releases the GIL), one per CPU.
+    """
     rows, cols = w.shape
     n_blocks = -(-cols // BLOCK)
     packed = np.empty((rows, n_blocks, BLOCK // 2), np.uint8)
     scales = np.empty((rows, n_blocks), np.float32)
     zps = np.empty((rows, -(-n_blocks // 2)), np.uint8)
-    for r0 in range(0, rows, rows_per_chunk):
+
+    def work(r0: int) -> None:
         chunk = np.asarray(w[r0:r0 + rows_per_chunk], dtype=np.float32)
         if cols % BLOCK:
             chunk = np.pad(chunk, ((0, 0), (0, n_blocks * BLOCK - cols)))
@@ -90,6 +105,13 @@ def quantize_blockwise(w: np.ndarray, rows_per_chunk: int = 4096,
         packed[r0:r0 + rows_per_chunk] = _pack_nibbles(q)
         scales[r0:r0 + rows_per_chunk] = scale
         zps[r0:r0 + rows_per_chunk] = _pack_nibbles(zp.astype(np.uint8))
+
+    starts = range(0, rows, rows_per_chunk)
+    if len(starts) == 1:
+        work(0)
+    else:
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            list(pool.map(work, starts))
     return BlockQuantized(packed, scales, zps, cols)
 
 
