@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import ssl
 import time
 from typing import Any
 
@@ -60,6 +61,16 @@ def send(
     raise DownloadError(f"{url}: more than {MAX_REDIRECTS} redirects")
 
 
+def is_permanent(error: BaseException) -> bool:
+    """A TLS certificate that does not verify will not verify on retry either."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _retry_after(r: httpx.Response) -> float | None:
     value = r.headers.get("retry-after", "").strip()
     return float(value) if value.isdigit() else None
@@ -85,8 +96,9 @@ def get_json(
                 client, "GET", url, headers={"Accept": "application/json"}, private_headers=private_headers
             )
         except httpx.HTTPError as e:
-            if last:
-                raise SourceError(f"{url}: {type(e).__name__}: {e or 'connection failed'}") from e
+            if last or is_permanent(e):
+                hint = " (set TOOLKIT_CA_BUNDLE for a private CA)" if is_permanent(e) else ""
+                raise SourceError(f"{url}: {type(e).__name__}: {e or 'connection failed'}{hint}") from e
             time.sleep(random.random() * backoff * 2**attempt)
             continue
         if (r.status_code == 429 or r.status_code >= 500) and not last:

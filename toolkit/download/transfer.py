@@ -28,7 +28,7 @@ from catalog.errors import (
     StoreError,
 )
 from catalog.sources import ResolvedFile
-from catalog.sources.http import send
+from catalog.sources.http import is_permanent, send
 from toolkit.download.config import DownloadConfig
 from toolkit.download.plan import (
     Part,
@@ -244,6 +244,10 @@ class FileTransfer:
                 if not part.complete and not self.abort.is_set():
                     raise _Retry("the server closed the response early")
             except (_Retry, httpx.TransportError) as e:
+                if isinstance(e, httpx.TransportError) and is_permanent(e):
+                    raise DownloadError(
+                        f"{self.rf.url}: {e} (set TOOLKIT_CA_BUNDLE for a private CA)"
+                    ) from None
                 if isinstance(e, httpx.TransportError):
                     stall = isinstance(e, httpx.ReadTimeout)
                     e = _Retry(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__, stall=stall)
