@@ -100,3 +100,18 @@ def test_npu_qdq_needs_calibration_text(tmp_path, tiny_qwen2_checkpoint):
 
     with pytest.raises(BuildError, match="calibration-text"):
         build_package(tiny_qwen2_checkpoint, tmp_path / "o", BuildOptions(target="npu-qdq", context_length=256))
+
+
+def test_keep_float_leaves_attention_scores_unquantized_and_htp_still_runs_it(tmp_path, tiny_qwen2_checkpoint):
+    from toolkit.build import BuildOptions, build_package
+
+    out = tmp_path / "kf"
+    manifest = build_package(tiny_qwen2_checkpoint, out, BuildOptions(
+        target="npu-qdq", context_length=256, calibration_text=TEXT, weight_method="rtn",
+        keep_float=("masked_scores",)))
+    assert manifest["quantization"]["kept_float"] == ["layers.0.attn/masked_scores", "layers.1.attn/masked_scores"]
+    m = onnx.load(str(out / "iterator.onnx"), load_external_data=False)
+    quantized = {n.input[0] for n in m.graph.node if n.op_type == "QuantizeLinear"}
+    assert "layers.0.attn/masked_scores" not in quantized and "layers.0.attn/scores" in quantized
+    session = ort.InferenceSession(str(out / "iterator.onnx"), qnn_session_options(disable_cpu_fallback=True))
+    assert session.get_providers()[0] == "QNNExecutionProvider"
