@@ -30,6 +30,10 @@ EP_NAMES = {
 }
 PLUGIN_EPS = {"QNNExecutionProvider"}
 QNN_BACKENDS = {"htp": "QnnHtp", "cpu": "QnnCpu", "gpu": "QnnGpu"}
+# Idle pool threads spinning between the ~500 small kernels of a decode step fight every other process for
+# the cores: on a busy 2-core machine blocking instead made decode 1.3-2x faster, and it saves laptop power.
+# A package's own session_options entries win.
+SESSION_DEFAULTS = {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}
 
 
 def physical_cores() -> int:
@@ -75,7 +79,9 @@ def _session_options(cfg: SessionConfig, threads: int | None):
     so.log_severity_level = cfg.log_severity_level if cfg.log_severity_level is not None else 3
     if cfg.custom_ops_library:
         so.register_custom_ops_library(cfg.custom_ops_library)
-    for key, value in cfg.config_entries.items():
+    entries = dict(SESSION_DEFAULTS)
+    entries.update(cfg.config_entries)
+    for key, value in entries.items():
         so.add_session_config_entry(key, value)
     return so
 
