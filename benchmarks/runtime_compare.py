@@ -33,11 +33,14 @@ WORKER = HERE / "runtime_worker.py"
 class Worker:
     """A running engine process."""
 
-    def __init__(self, name: str, python: str, model: str, threads: int) -> None:
-        self.name = name
+    def __init__(self, engine: str, python: str, model: str, threads: int, passive: bool = False) -> None:
+        self.name = engine + ("-passive" if passive else "")
         env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-        self.proc = subprocess.Popen([python, str(WORKER), name, model, "--threads", str(threads)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        argv = [python, str(WORKER), engine, model, "--threads", str(threads)]
+        if passive:
+            env["OMP_WAIT_POLICY"] = "PASSIVE"
+            argv.append("--passive")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         hello = json.loads(self._readline())
         self.load_s = hello["load_s"]
 
@@ -77,15 +80,12 @@ def bytes_per_token_package(folder: Path) -> int:
     return total
 
 
-def bytes_per_token_gguf(path: Path) -> int:
-    """Tensor bytes of a GGUF file minus the token embedding table."""
-    sys.path.insert(0, str(HERE))
-    try:
-        from gguf import GGUFReader
-    except ImportError:
-        return path.stat().st_size
-    reader = GGUFReader(str(path))
-    return sum(int(t.n_bytes) for t in reader.tensors if t.name != "token_embd.weight")
+def bytes_per_token_gguf(path: Path, python: str) -> int:
+    """Tensor bytes of a GGUF file minus the token embedding table (read with `gguf` in the llama venv)."""
+    code = ("import sys; from gguf import GGUFReader; r = GGUFReader(sys.argv[1]); "
+            "print(sum(int(t.n_bytes) for t in r.tensors if t.name != 'token_embd.weight'))")
+    done = subprocess.run([python, "-c", code, str(path)], capture_output=True, text=True)
+    return int(done.stdout.strip()) if done.returncode == 0 else path.stat().st_size
 
 
 def prompt_ids(n: int, seed: int, high: int = 151000) -> list[int]:
@@ -107,14 +107,21 @@ def main() -> None:
     p.add_argument("--new-tokens", type=int, default=64)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--passive-anchors", action="store_true",
+                   help="also run each anchor with idle threads blocking (our default) instead of spinning")
     p.add_argument("--json", dest="json_out", help="write the full report here")
     args = p.parse_args()
     lengths = [int(x) for x in args.prompt_tokens.split(",")]
 
+    genai_package = args.genai_package or args.package
     workers = [Worker("toolkit", sys.executable, args.package, args.threads),
-               Worker("genai", sys.executable, args.genai_package or args.package, args.threads)]
+               Worker("genai", sys.executable, genai_package, args.threads)]
+    if args.passive_anchors:
+        workers.append(Worker("genai", sys.executable, genai_package, args.threads, passive=True))
     if args.gguf:
         workers.append(Worker("llamacpp", args.llama_python, args.gguf, args.threads))
+        if args.passive_anchors:
+            workers.append(Worker("llamacpp", args.llama_python, args.gguf, args.threads, passive=True))
     runs: dict[str, dict[int, list[dict]]] = {w.name: {n: [] for n in lengths} for w in workers}
     try:
         for n in lengths:
@@ -135,9 +142,11 @@ def main() -> None:
 
     bandwidth = read_bandwidth_gbs()
     bytes_tok = {"toolkit": bytes_per_token_package(Path(args.package)),
-                 "genai": bytes_per_token_package(Path(args.genai_package or args.package))}
+                 "genai": bytes_per_token_package(Path(genai_package))}
     if args.gguf:
-        bytes_tok["llamacpp"] = bytes_per_token_gguf(Path(args.gguf))
+        bytes_tok["llamacpp"] = bytes_per_token_gguf(Path(args.gguf), args.llama_python)
+    for w in workers:
+        bytes_tok.setdefault(w.name, bytes_tok[w.name.removesuffix("-passive")])
     report = {"threads": args.threads, "new_tokens": args.new_tokens, "repeat": args.repeat,
               "measured_read_bandwidth_gbs_1thread": round(bandwidth, 2), "engines": {}, "ratios": {}}
     for w in workers:
@@ -175,7 +184,7 @@ def main() -> None:
                   f"peak {row['peak_rss_bytes'] / 1e9:.2f} GB{extra}")
     for anchor, per in report["ratios"].items():
         for n, r in per.items():
-            print(f"toolkit / {anchor:8s} prompt {n:4d}: decode x{r['decode_tps_ratio']:.2f}, TTFT x{r['ttft_ratio']:.2f}")
+            print(f"toolkit / {anchor:16s} prompt {n:4d}: decode x{r['decode_tps_ratio']:.2f}, TTFT x{r['ttft_ratio']:.2f}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(report, indent=2))
 

@@ -25,7 +25,7 @@ def peak_rss() -> int:
 class Toolkit:
     """Our runtime, through the same code path `toolkit bench` uses."""
 
-    def __init__(self, model: str, threads: int) -> None:
+    def __init__(self, model: str, threads: int, passive: bool = False) -> None:
         sys.path.insert(0, str(ROOT))
         from toolkit.runtime.model import LocalModel
         from toolkit.runtime.pipeline import RuntimeOptions
@@ -42,12 +42,15 @@ class Toolkit:
 class Genai:
     """onnxruntime-genai on a package, intra_op_num_threads set in its config as BENCHMARKS.md says."""
 
-    def __init__(self, model: str, threads: int) -> None:
+    def __init__(self, model: str, threads: int, passive: bool = False) -> None:
         import onnxruntime_genai as og
 
         self.og = og
         config = og.Config(model)
-        options = {"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}
+        session: dict = {"intra_op_num_threads": threads}
+        if passive:
+            session["session.intra_op.allow_spinning"] = "0"
+        options = {"model": {"decoder": {"session_options": session}}}
         config.overlay(json.dumps(options))
         self.model = og.Model(config)
 
@@ -69,8 +72,8 @@ class Genai:
 class LlamaCpp:
     """llama-cpp-python: Llama.eval on the prompt, then one token at a time, greedy on the last logits."""
 
-    def __init__(self, model: str, threads: int) -> None:
-        from llama_cpp import Llama
+    def __init__(self, model: str, threads: int, passive: bool = False) -> None:
+        from llama_cpp import Llama  # --passive: the harness sets OMP_WAIT_POLICY=PASSIVE for this process
 
         self.llm = Llama(model_path=model, n_threads=threads, n_threads_batch=threads, n_ctx=1024, n_batch=512,
                          verbose=False)
@@ -102,9 +105,10 @@ def main() -> None:
     parser.add_argument("engine", choices=sorted(ENGINES))
     parser.add_argument("model")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--passive", action="store_true", help="idle threads block instead of spinning")
     args = parser.parse_args()
     start = time.perf_counter()
-    engine = ENGINES[args.engine](args.model, args.threads)
+    engine = ENGINES[args.engine](args.model, args.threads, args.passive)
     print(json.dumps({"ready": True, "load_s": time.perf_counter() - start}), flush=True)
     for line in sys.stdin:
         if not line.strip():
