@@ -137,7 +137,7 @@ def main() -> None:
     for k, s in stats.items():
         print(
             f"  {k:16} {s['median']:6.2f} s ({s['min']:.2f}-{s['max']:.2f})  "
-            f"{size / s['median'] / 1e6:6.1f} MB/s  toolkit speed-up x{s['median'] / tk:.2f}  "
+            f"{size / s['median'] / 1e6:6.1f} MB/s  time vs toolkit x{s['median'] / tk:.2f}  "
             f"verified {all(verified[k])}"
         )
     print(
