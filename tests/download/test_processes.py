@@ -136,3 +136,16 @@ def test_ctrl_c_stops_at_once_keeps_the_state_and_the_next_run_resumes(
     result = json.loads(out)
     assert result["resumed_bytes"] == saved.done_bytes
     assert (Path(result["path"]) / "model.onnx").read_bytes() == DATA
+
+
+def test_a_file_larger_than_the_filesystem_allows_is_a_disk_error_exit_7(env: dict[str, str]) -> None:
+    # RLIMIT_FSIZE gives the same EFBIG a FAT32 disk gives for a file over 4 GB (Python ignores SIGXFSZ)
+    with HubServer() as hub:
+        hub.add("org/tiny", "model.onnx", DATA)
+        env["HF_ENDPOINT"] = hub.url
+        limit = "import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20)); "
+        code = limit + "sys.argv = ['toolkit', 'download', 'tiny']; runpy.run_module('toolkit', run_name='__main__')"
+        out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True,
+                             text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 7, out.stderr
+    assert "file too large" in out.stderr and "TOOLKIT_HOME" in out.stderr

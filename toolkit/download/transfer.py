@@ -65,6 +65,20 @@ def read_at(fd: int, size: int, offset: int) -> bytes:
     return os.read(fd, size)
 
 
+def disk_error(path: Path, e: OSError) -> DiskFullError | StoreError:
+    """ENOSPC/EDQUOT/EFBIG become DiskFullError (EFBIG: e.g. FAT32's 4 GB file limit), the rest StoreError."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError(
+            f"{path}: the disk is full ({e.strerror}); free space or set TOOLKIT_HOME elsewhere"
+        )
+    if e.errno == errno.EFBIG:
+        return DiskFullError(
+            f"{path}: file too large for this filesystem or limit ({e.strerror}); "
+            "set TOOLKIT_HOME to a disk that takes large files (not FAT32)"
+        )
+    return StoreError(f"{path}: cannot write: {e.strerror or e}")
+
+
 class _Retry(Exception):
     def __init__(self, reason: str, retry_after: float | None = None, stall: bool = False) -> None:
         super().__init__(reason)
@@ -165,17 +179,20 @@ class FileTransfer:
         return PartialState(self.size, etag, ranges, parts if ranges else [Part(0, self.size)])
 
     def _open(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        loaded = load_state(self.state_path, self.data_path, self.size)
-        if loaded is None:
-            self.state = self._fresh_state()
-            with open(self.data_path, "wb") as f:
-                f.truncate(self.size)  # sparse: no space used until written
-            save_state(self.state_path, self.state)
-        else:
-            self.state = loaded
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            loaded = load_state(self.state_path, self.data_path, self.size)
+            if loaded is None:
+                self.state = self._fresh_state()
+                with open(self.data_path, "wb") as f:
+                    f.truncate(self.size)  # sparse: no space used until written
+                save_state(self.state_path, self.state)
+            else:
+                self.state = loaded
+            self._fd = os.open(self.data_path, os.O_WRONLY | _BINARY)
+        except OSError as e:
+            raise disk_error(self.data_path, e) from e
         self.resumed_from = self.state.done_bytes
-        self._fd = os.open(self.data_path, os.O_WRONLY | _BINARY)
 
     def _save(self, force: bool = False) -> None:
         """Write the resume state: at most every save_interval from the workers, always when forced."""
@@ -309,9 +326,7 @@ class FileTransfer:
         try:
             write_at(self._fd, data, offset)
         except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFullError(f"{self.data_path}: the disk is full ({e.strerror})") from e
-            raise StoreError(f"{self.data_path}: cannot write: {e.strerror or e}") from e
+            raise disk_error(self.data_path, e) from e
 
     def _check_response(self, r: httpx.Response, start: int, end: int, ranges: bool) -> None:
         url, code = self.rf.url, r.status_code
