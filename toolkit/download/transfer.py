@@ -9,8 +9,6 @@ zero), a changed ETag or a failed checksum (start again, at most `restarts` time
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import os
 import random
 import threading
@@ -20,7 +18,6 @@ from pathlib import Path
 import httpx
 
 from catalog.errors import (
-    DiskFullError,
     DownloadError,
     IntegrityError,
     NotFoundError,
@@ -30,6 +27,7 @@ from catalog.errors import (
 from catalog.sources import ResolvedFile
 from catalog.sources.http import is_permanent, send
 from toolkit.download.config import DownloadConfig
+from toolkit.download.diskio import BINARY, PrefixHasher, disk_error, write_at
 from toolkit.download.plan import (
     Part,
     backoff_delay,
@@ -41,42 +39,6 @@ from toolkit.download.plan import (
 )
 from toolkit.download.progress import Progress
 from toolkit.download.state import PartialState, load_state, save_state
-
-_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
-
-
-def write_at(fd: int, data: bytes, offset: int) -> None:
-    """Write all of `data` at `offset` (pwrite; seek + write where it is missing, under the caller's lock)."""
-    view = memoryview(data)
-    while view:
-        if hasattr(os, "pwrite"):
-            n = os.pwrite(fd, view, offset)
-        else:
-            os.lseek(fd, offset, os.SEEK_SET)
-            n = os.write(fd, view)
-        view, offset = view[n:], offset + n
-
-
-def read_at(fd: int, size: int, offset: int) -> bytes:
-    """Read up to `size` bytes at `offset` from an fd that only one thread uses."""
-    if hasattr(os, "pread"):
-        return os.pread(fd, size, offset)
-    os.lseek(fd, offset, os.SEEK_SET)
-    return os.read(fd, size)
-
-
-def disk_error(path: Path, e: OSError) -> DiskFullError | StoreError:
-    """ENOSPC/EDQUOT/EFBIG become DiskFullError (EFBIG: e.g. FAT32's 4 GB file limit), the rest StoreError."""
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return DiskFullError(
-            f"{path}: the disk is full ({e.strerror}); free space or set TOOLKIT_HOME elsewhere"
-        )
-    if e.errno == errno.EFBIG:
-        return DiskFullError(
-            f"{path}: file too large for this filesystem or limit ({e.strerror}); "
-            "set TOOLKIT_HOME to a disk that takes large files (not FAT32)"
-        )
-    return StoreError(f"{path}: cannot write: {e.strerror or e}")
 
 
 class _Retry(Exception):
@@ -91,46 +53,6 @@ class _NoRange(Exception):
 
 class _Changed(Exception):
     """The file changed on the server (ETag, size) while we were fetching it."""
-
-
-class _Hasher(threading.Thread):
-    """Hashes the written prefix of the data file as it grows (sha256, and git's blob sha1 if asked)."""
-
-    def __init__(self, transfer: FileTransfer, git: bool, md5: bool) -> None:
-        super().__init__(daemon=True, name="toolkit-hasher")
-        self.t, self.cursor, self.stop = transfer, 0, threading.Event()
-        self.sha256 = hashlib.sha256()
-        self.sha1 = hashlib.sha1(f"blob {transfer.size}\0".encode()) if git else None
-        self.md5 = hashlib.md5(usedforsecurity=False) if md5 else None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            fd = os.open(self.t.data_path, os.O_RDONLY | _BINARY)
-        except OSError as e:
-            self.error = e
-            return
-        try:
-            while self.cursor < self.t.size and not self.stop.is_set():
-                with self.t.lock:
-                    avail = contiguous_end(self.t.state.parts, self.cursor)
-                if avail <= self.cursor:
-                    time.sleep(0.02)
-                    continue
-                data = read_at(fd, min(avail - self.cursor, 1 << 20), self.cursor)
-                if not data:
-                    time.sleep(0.02)
-                    continue
-                self.sha256.update(data)
-                if self.sha1:
-                    self.sha1.update(data)
-                if self.md5:
-                    self.md5.update(data)
-                self.cursor += len(data)
-        except OSError as e:
-            self.error = e
-        finally:
-            os.close(fd)
 
 
 class FileTransfer:
@@ -189,7 +111,7 @@ class FileTransfer:
                 save_state(self.state_path, self.state)
             else:
                 self.state = loaded
-            self._fd = os.open(self.data_path, os.O_WRONLY | _BINARY)
+            self._fd = os.open(self.data_path, os.O_WRONLY | BINARY)
         except OSError as e:
             raise disk_error(self.data_path, e) from e
         self.resumed_from = self.state.done_bytes
@@ -392,8 +314,10 @@ class FileTransfer:
         self.progress.file_started(self.rf.path, self.size, self.resumed_from)
         try:
             while True:
-                hasher = _Hasher(
-                    self,
+                hasher = PrefixHasher(
+                    self.data_path,
+                    self.size,
+                    self._written_end,
                     git=bool(self.rf.git_sha1) and not self.rf.sha256,
                     md5=bool(self.rf.md5) and not self.rf.sha256,
                 )
@@ -439,7 +363,11 @@ class FileTransfer:
                 os.close(self._fd)
                 self._fd = -1
 
-    def _verify(self, hasher: _Hasher) -> str | None:
+    def _written_end(self, cursor: int) -> int:
+        with self.lock:
+            return contiguous_end(self.state.parts, cursor)
+
+    def _verify(self, hasher: PrefixHasher) -> str | None:
         size = os.stat(self.data_path).st_size
         if size != self.size or hasher.cursor != self.size:
             return f"size {size} (hashed {hasher.cursor}) instead of {self.size}"
