@@ -1,7 +1,8 @@
 """The download manager: `ensure_variant(manifest, variant)` puts a verified snapshot in the store.
 
-Layers: plan.py (pure decisions), state.py (resume state), http.py (client settings), transfer.py (one
-file), manager.py (a variant's files and the store), api.py (what the CLI and the runtime call).
+Layers: plan.py (pure decisions), state.py (resume state), http.py (client settings), diskio.py
+(positional I/O, the prefix hasher), transfer.py (one file), manager.py (a variant's files and the
+store), api.py (what the CLI and the runtime call), render.py (progress for people).
 """
 
 from toolkit.download.api import DownloadPlan, ensure_variant, plan_variant
