@@ -150,3 +150,25 @@ def test_export_writes_static_files_any_web_server_can_serve(filled_store: Path,
         httpd.shutdown()
         httpd.server_close()
     assert report.source == "mirror" and (snap / "model.onnx").read_bytes() == DATA
+
+
+def test_a_mirror_failing_mid_download_hands_over_to_the_variants_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.helpers_net.hub_server import Faults
+    from tests.helpers_net.variants import Recorder
+
+    with HubServer() as broken_mirror, HubServer() as hub:
+        broken_mirror.add("toolkit/tiny-cpu", "model.onnx", DATA, faults=Faults(statuses=[503] * 1000))
+        broken_mirror.add("toolkit/tiny-cpu", "sub/genai_config.json", CONFIG, lfs=False)
+        hub.add("org/tiny", "model.onnx", DATA)
+        hub.add("org/tiny", "sub/genai_config.json", CONFIG, lfs=False)
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        rec = Recorder()
+        snap, report = download_variant(
+            None, VARIANT, rec, mirror=broken_mirror.url, config=fast_config(retries=1), root=tmp_path / "c"
+        )
+        from_hub = hub.sent("model.onnx")
+    assert report.source == "huggingface" and (snap / "model.onnx").read_bytes() == DATA
+    assert any("failed" in n and "using the huggingface source" in n for n in rec.notes)
+    assert from_hub >= len(DATA)

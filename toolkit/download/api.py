@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from catalog.errors import DiskFullError, DownloadError, SourceError
 from catalog.schema import Manifest, Variant
-from catalog.sources import ResolvedVariant
+from catalog.sources import ResolvedVariant, resolve
 from toolkit import paths
 from toolkit.download.config import DownloadConfig
 from toolkit.download.http import make_client
@@ -55,7 +56,18 @@ def download_variant(
     cfg = config or DownloadConfig.from_env()
     with _client(cfg) as client:
         resolved = resolve_variant(variant, client, mirror, progress)
-        return install(resolved, store, client, cfg, progress)
+        try:
+            return install(resolved, store, client, cfg, progress)
+        except (DownloadError, SourceError) as e:
+            # a mirror that fails mid-way: what it delivered stays in the store (by sha256); the rest
+            # comes from the variant's own source
+            own_source_is_a_mirror = variant.source.type in ("mirror", "url")
+            if resolved.source != "mirror" or own_source_is_a_mirror or isinstance(e, DiskFullError):
+                raise
+            (progress or Progress()).note(
+                f"mirror {resolved.origin} failed ({e}); using the {variant.source.type} source"
+            )
+            return install(resolve(variant, client), store, client, cfg, progress)
 
 
 @dataclass
