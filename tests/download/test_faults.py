@@ -205,3 +205,10 @@ def test_a_busy_hub_api_is_retried_not_fatal(hub: HubServer, tmp_path: Path) -> 
     snap, _ = fetch(tmp_path)
     assert_verified(snap)
     assert sum("/api/models/" in r["path"] for r in hub.requests) == 3
+
+
+def test_a_listing_without_sizes_is_completed_with_head(hub: HubServer, tmp_path: Path) -> None:
+    serve(hub, Faults(unlisted_size=True))
+    snap, _ = fetch(tmp_path)
+    assert_verified(snap)
+    assert any(r["method"] == "HEAD" for r in hub.requests)

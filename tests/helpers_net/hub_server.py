@@ -44,6 +44,7 @@ class Faults:
     stall_times: int = 0
     redirect_to: str | None = None  # answer resolve/ with 302 to this base URL + same path
     claimed_size: int | None = None  # the size the revision API reports instead of the real one
+    unlisted_size: bool = False  # the revision API gives no size at all for this file
 
 
 @dataclass
@@ -139,8 +140,8 @@ class HubServer:
         siblings = []
         for path, f in sorted(self.repos[repo].items()):
             size = f.faults.claimed_size or f.size
-            entry: dict = {"rfilename": path, "size": size}
-            if f.lfs:
+            entry: dict = {"rfilename": path} if f.faults.unlisted_size else {"rfilename": path, "size": size}
+            if f.lfs and not f.faults.unlisted_size:
                 entry["lfs"] = {"sha256": self._sha[(repo, path)], "size": size}
             else:
                 entry["blobId"] = hashlib.sha1(f"blob {f.size}\0".encode() + (f.data or b"")).hexdigest()

@@ -11,16 +11,17 @@ import hashlib
 import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 from filelock import Timeout
 
-from catalog.errors import DiskFullError, IntegrityError, NotFoundError, SourceError
+from catalog.errors import DiskFullError, DownloadError, IntegrityError, NotFoundError, SourceError
 from catalog.schema import Variant
 from catalog.sources import ResolvedFile, ResolvedVariant
+from catalog.sources.http import send
 from toolkit.download.config import DownloadConfig
 from toolkit.download.progress import Progress
 from toolkit.download.state import load_state
@@ -83,6 +84,20 @@ def file_statuses(resolved: ResolvedVariant, store: Store) -> list[FileStatus]:
             partial = st.done_bytes if st else 0
         out.append(FileStatus(rf.path, rf.size, rf.sha256, have, partial))
     return out
+
+
+def probe_size(client: httpx.Client, rf: ResolvedFile) -> int:
+    """The size of a file whose source listed none: HEAD, reading X-Linked-Size or Content-Length."""
+    try:
+        r = send(client, "HEAD", rf.url, {}, rf.headers)
+    except httpx.HTTPError as e:
+        raise DownloadError(f"{rf.url}: {type(e).__name__}: {e}") from e
+    if r.status_code in (404, 410):
+        raise NotFoundError(f"{rf.url}: not found ({r.status_code})")
+    value = r.headers.get("x-linked-size") or r.headers.get("content-length")
+    if r.status_code >= 400 or not value or not value.isdigit():
+        raise SourceError(f"{rf.url}: the source gives no size for {rf.path} (HEAD answered {r.status_code})")
+    return int(value)
 
 
 def check_free_space(needed: int, available: int, margin: int, where: Path) -> None:
@@ -205,6 +220,8 @@ class VariantTransfer:
                 self.store.remove_partial(key)
                 raise IntegrityError(f"{rf.url}: {size} bytes instead of {rf.size}")
         else:
+            if rf.size is None:
+                rf = replace(rf, size=probe_size(self.client, rf))
             t = FileTransfer(self.client, rf, pdir, self.cfg, self.progress, self.slots, self.cancel)
             try:
                 data, sha = t.run()
