@@ -149,6 +149,8 @@ def build_package(checkpoint: str | Path, out: str | Path, opts: BuildOptions | 
                               npu=opts.target == "npu-qdq")
         (tmp / "genai_config.json").write_text(json.dumps(config, indent=4) + "\n")
         copy_tokenizer(ckpt, tmp)
+        for f in tmp.iterdir():  # onnx writes external data files 0600; packages are shared read-only
+            f.chmod(0o644)
         manifest = write_manifest(tmp, {
             "format": "toolkit-package/1", "target": opts.target, "architecture": ckpt.config.model_type,
             "context_length": opts.context_length, "window": opts.window, "quantization": quant_info,
