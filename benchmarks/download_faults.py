@@ -95,6 +95,7 @@ def main() -> None:
             )
             print(f"{scenario:26} {engine:16} {outcome:18} {verdict:18} {t:6.2f} s", flush=True)
     src.unlink()
+    remove(bench_dir() / "manifests")
     print(json.dumps(rows))
 
 

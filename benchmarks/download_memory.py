@@ -76,6 +76,7 @@ def main() -> None:
                 flush=True,
             )
     src.unlink()
+    remove(bench_dir() / "manifests")
     print(f"toolkit under 200 MB: {results['toolkit']['peak_rss_bytes'] < 200e6}")
     print(json.dumps({"size_bytes": size, "results": results}))
 

@@ -111,6 +111,7 @@ def main() -> None:
                 flush=True,
             )
     src.unlink()
+    remove(bench_dir() / "manifests")
     print(
         f"toolkit bound (one segment per connection): {bound / 1e6:.1f} MB "
         f"({cfg.connections} x {bound // cfg.connections / 1e6:.2f} MB); "

@@ -130,6 +130,7 @@ def main() -> None:
                     times[engine].append(t)
                     verified[engine].append(ok)
     src.unlink()
+    remove(bench_dir() / "manifests")
     remove(home)
     stats = {k: summary(v) for k, v in times.items()}
     tk = stats["toolkit"]["median"]
