@@ -79,9 +79,11 @@ class LlamaCpp:
                          verbose=False)
 
     def _argmax(self) -> int:
+        import llama_cpp
         import numpy as np
 
-        return int(np.argmax(self.llm.scores[self.llm.n_tokens - 1]))
+        ptr = llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1)
+        return int(np.argmax(np.ctypeslib.as_array(ptr, shape=(self.llm.n_vocab(),))))
 
     def run(self, ids: list[int], new: int) -> dict:
         llm = self.llm
