@@ -144,7 +144,10 @@ def test_a_file_larger_than_the_filesystem_allows_is_a_disk_error_exit_7(env: di
         hub.add("org/tiny", "model.onnx", DATA)
         env["HF_ENDPOINT"] = hub.url
         limit = "import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20)); "
-        code = limit + "sys.argv = ['toolkit', 'download', 'tiny']; runpy.run_module('toolkit', run_name='__main__')"
+        code = (
+            limit
+            + "sys.argv = ['toolkit', 'download', 'tiny']; runpy.run_module('toolkit', run_name='__main__')"
+        )
         out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True,
                              text=True, timeout=60)  # fmt: skip
     assert out.returncode == 7, out.stderr
