@@ -167,20 +167,18 @@ def cache_verify(
 ) -> None:
     """Re-hash downloaded files against their recorded sha256; exit 6 if any is damaged (and not repaired)."""
     from catalog.errors import IntegrityError
+    from toolkit.download.api import repair_variant
+    from toolkit.download.render import for_terminal
     from toolkit.paths import installed_variant_ids
     from toolkit.store.blobs import Store
-    from toolkit.store.cache import forget_bad, verify_variant
+    from toolkit.store.cache import verify_variant
 
     store = Store()
     ids = list(variant or sorted(installed_variant_ids(store.root)))
     results = []
     for vid in ids:
         r = verify_variant(store, vid)
-        repaired = False
-        if not r.ok and repair:
-            forget_bad(store, r)
-            _redownload(vid)
-            repaired = verify_variant(store, vid).ok
+        repaired = bool(not r.ok and repair and repair_variant(r, for_terminal(json_out)))
         results.append(
             {"variant": vid, "files": r.checked, "ok": r.ok, "problems": r.problems, "repaired": repaired}
         )
@@ -196,18 +194,6 @@ def cache_verify(
     bad = [r["variant"] for r in results if not r["ok"] and not r["repaired"]]
     if bad:
         raise IntegrityError(f"damaged: {', '.join(bad)}; run `toolkit cache verify --repair`")
-
-
-def _redownload(variant_id: str) -> None:
-    from catalog import Catalog
-    from catalog.errors import UnknownModelError
-    from toolkit.download.api import ensure_variant
-    from toolkit.download.render import for_terminal
-
-    found = Catalog.load().find_variant(variant_id)
-    if found is None:
-        raise UnknownModelError(variant_id, kind="variant (no manifest to repair it from)")
-    ensure_variant(found[0], found[1], for_terminal())
 
 
 @cache_app.command("remove")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from catalog.errors import DiskFullError, DownloadError, SourceError
+from catalog.errors import DiskFullError, DownloadError, SourceError, UnknownModelError
 from catalog.schema import Manifest, Variant
 from catalog.sources import ResolvedVariant, resolve
 from toolkit import paths
@@ -14,6 +14,7 @@ from toolkit.download.http import make_client
 from toolkit.download.manager import FileStatus, TransferReport, file_statuses, install, resolve_variant
 from toolkit.download.progress import Progress
 from toolkit.store.blobs import Store
+from toolkit.store.cache import VerifyResult, forget_bad, verify_variant
 from toolkit.store.snapshots import touch_last_used
 
 
@@ -103,3 +104,17 @@ def plan_variant(
     return DownloadPlan(
         manifest, variant, resolved, file_statuses(resolved, store), complete, store.free_bytes()
     )
+
+
+def repair_variant(result: VerifyResult, progress: Progress | None = None, root: Path | None = None) -> bool:
+    """Drop the damaged blobs `cache verify` found, fetch them again from the variant's manifest
+    source, and return whether the snapshot now verifies."""
+    from catalog import Catalog
+
+    found = Catalog.load().find_variant(result.variant_id)
+    if found is None:
+        raise UnknownModelError(result.variant_id, kind="variant (no manifest to repair it from)")
+    store = Store(root)
+    forget_bad(store, result)
+    ensure_variant(found[0], found[1], progress, root=store.root)
+    return verify_variant(store, result.variant_id).ok
