@@ -52,7 +52,10 @@ for _name in COMMAND_MODULES:
 def main() -> None:
     """Console entry point: library errors become one clear line on stderr and their exit code."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns the exit code of typer.Exit(n) instead of exiting.
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except ToolkitError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
