@@ -54,6 +54,7 @@ def test_bench_json_reports_each_prompt_length(stories_package):
     assert set(rows) == {8, 70} and rows[70]["runs"] == 2
     assert rows[8]["decode_tps"]["median"] > 0 and rows[70]["ttft_s"]["min"] > 0
     assert 0 <= rows[8]["python_overhead_pct"] <= 100 and data["peak_rss_bytes"] > 0
+    assert data["model"]["load_seconds_first"] > 0 and data["model"]["load_seconds_warm"] > 0
 
 
 @pytest.fixture(scope="module")
