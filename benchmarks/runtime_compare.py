@@ -72,11 +72,28 @@ def read_bandwidth_gbs(size_mb: int = 1024, repeats: int = 3) -> float:
 
 
 def bytes_per_token_package(folder: Path) -> int:
-    """Weights read per decode step of a package: everything but the embedding table (one row is read)."""
+    """Weight bytes a decode step reads: every initializer except embedding tables (Gather reads one row)."""
+    import onnx
+
     total = 0
-    for f in folder.iterdir():
-        if f.suffix in (".onnx", ".data") and not f.name.startswith("embeddings"):
-            total += f.stat().st_size
+    for path in sorted(folder.glob("*.onnx")):
+        graph = onnx.load(str(path), load_external_data=False).graph
+        tables = {name for node in graph.node if node.op_type in ("Gather", "GatherBlockQuantized")
+                  for name in node.input}
+        for init in graph.initializer:
+            if init.name in tables:
+                continue
+            external = {e.key: e.value for e in init.external_data}
+            if "length" in external:
+                total += int(external["length"])
+            elif init.raw_data:
+                total += len(init.raw_data)
+            else:
+                size = onnx.helper.tensor_dtype_to_np_dtype(init.data_type).itemsize
+                count = 1
+                for d in init.dims:
+                    count *= d
+                total += size * count
     return total
 
 
