@@ -88,6 +88,8 @@ def rotated_model(ckpt: Checkpoint, rotate: bool, online: bool, seed: int):
 def write_npu_stages(ckpt: Checkpoint, opts, out: Path) -> tuple[str, str, dict]:
     """Write embeddings, context, iterator and lm_head of an npu-qdq package into `out`."""
     cfg = ckpt.config
+    if opts.weight_method not in ("rtn", "gptq"):
+        raise BuildError(f"--weights: {opts.weight_method!r} is not rtn or gptq")
     layer, embed, head, info = rotated_model(ckpt, opts.rotate, opts.online_hadamard, opts.seed)
     build_embeddings(embed, quantized=True).save(out / EMBEDDINGS)
     build_lm_head(head, quantized=True).save(out / LM_HEAD)
@@ -95,8 +97,6 @@ def write_npu_stages(ckpt: Checkpoint, opts, out: Path) -> tuple[str, str, dict]
                      fused_norm=False, mask_value=MASK_VALUE)
     docs = calibration_ids(ckpt, opts.calibration_text, opts.calibration_tokens)
     ranges, grams = calibrate(ckpt, layer, embed, spec, docs, opts.weight_method == "gptq")
-    if opts.weight_method not in ("rtn", "gptq"):
-        raise BuildError(f"--weights: {opts.weight_method!r} is not rtn or gptq")
     cache: dict[str, ChannelQuantized] = {}
 
     def quantizer(name: str, w_in_out: np.ndarray) -> ChannelQuantized:
