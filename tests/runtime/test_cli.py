@@ -74,7 +74,7 @@ def deepseek_package(shared_fixtures, tmp_path_factory) -> Path:
     return out
 
 
-def test_run_alias_downloads_from_mirror_and_streams(deepseek_package, tmp_path, monkeypatch):
+def test_run_alias_downloads_from_mirror_and_streams(deepseek_package, tmp_path):
     """`toolkit run deepseek_r1_1_5` on a fresh machine: selected, fetched from a mirror, loaded, streamed."""
     from catalog.loader import Catalog
     from catalog.schema import Source
@@ -90,9 +90,8 @@ def test_run_alias_downloads_from_mirror_and_streams(deepseek_package, tmp_path,
     server = MirrorServer(Store(origin), "127.0.0.1", 0)
     server.start_background()
     try:
-        monkeypatch.setenv("TOOLKIT_MIRROR", server.url)
-        result = _run("run", "deepseek_r1_1_5", "--device", "cpu", "--yes", "--prompt", "Say hi 👋",
-                      "-n", "24", "-t", "0")
+        result = _run("run", "deepseek_r1_1_5", "--device", "cpu", "--yes", "--mirror", server.url,
+                      "--prompt", "Say hi 👋", "-n", "24", "-t", "0")
     finally:
         server.shutdown()
     assert result.exit_code == 0, result.output
@@ -101,7 +100,7 @@ def test_run_alias_downloads_from_mirror_and_streams(deepseek_package, tmp_path,
     assert "\ufffd" not in result.stdout
 
 
-def test_run_alias_without_yes_on_a_pipe_refuses_to_download(monkeypatch):
+def test_run_alias_without_yes_on_a_pipe_refuses_to_download():
     from toolkit.runtime.resolve import DownloadDeclined
 
     with pytest.raises(DownloadDeclined, match="pass --yes"):

@@ -15,10 +15,12 @@ VariantOpt = Annotated[str | None, typer.Option("--variant", help="Use this vari
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Download without asking when the model is missing.")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="CPU threads per stage (default: physical cores).")]
 EpOpt = Annotated[str | None, typer.Option("--ep", help="Force an execution provider for every stage (cpu, qnn...).")]
+MirrorOpt = Annotated[str | None, typer.Option("--mirror", help="Download from this toolkit mirror first "
+                                                                "(default: $TOOLKIT_MIRROR).")]
 
 
 def _load(model: str, device: str | None, variant: str | None, yes: bool, threads: int | None, ep: str | None,
-          quiet: bool):
+          quiet: bool, mirror: str | None = None):
     """Resolve (downloading if allowed) and load a model; returns the LocalModel and how it was found."""
     from catalog.loader import Catalog  # noqa: F401  (fail early if the catalog is broken)
     from toolkit.cli.catalog_cmds import device_override
@@ -38,7 +40,7 @@ def _load(model: str, device: str | None, variant: str | None, yes: bool, thread
         from toolkit.download.render import for_terminal
 
         progress = for_terminal()
-    resolved = resolve_model(model, device_override(device), variant, confirm, progress)
+    resolved = resolve_model(model, device_override(device), variant, confirm, progress, mirror)
     from toolkit import paths
 
     options = RuntimeOptions(threads=threads, provider=ep, ep_cache_dir=paths.home() / "ep-cache")
@@ -129,7 +131,7 @@ def register(app: typer.Typer) -> None:
         truncate: Annotated[bool, typer.Option("--truncate", help="Drop the oldest prompt tokens if too long.")] = False,
         hide_reasoning: Annotated[bool, typer.Option("--hide-reasoning", help="Do not print the reasoning.")] = False,
         device: DeviceOpt = None, variant: VariantOpt = None, yes: YesOpt = False, threads: ThreadsOpt = None,
-        ep: EpOpt = None, json_out: JsonOpt = False,
+        ep: EpOpt = None, mirror: MirrorOpt = None, json_out: JsonOpt = False,
     ) -> None:
         """Chat with a model, or answer one prompt (--prompt or piped stdin), streaming reasoning and answer."""
         from toolkit.runtime.chat import ChatSession
@@ -142,7 +144,7 @@ def register(app: typer.Typer) -> None:
         config = _generation_config(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop,
                                     truncate)
         err = console(stderr=True)
-        loaded, resolved = _load(model, device, variant, yes, threads, ep, quiet=json_out)
+        loaded, resolved = _load(model, device, variant, yes, threads, ep, quiet=json_out, mirror=mirror)
         for note in loaded.pipeline.report.notes:
             err.print(note, style="yellow", markup=False)
         messages = ([{"role": "system", "content": system}] if system else [])
@@ -174,7 +176,7 @@ def register(app: typer.Typer) -> None:
         repeat: Annotated[int, typer.Option("--repeat", min=1, help="Timed runs per prompt length.")] = 3,
         warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs first.")] = 1,
         device: DeviceOpt = None, variant: VariantOpt = None, yes: YesOpt = False, threads: ThreadsOpt = None,
-        ep: EpOpt = None, json_out: JsonOpt = False,
+        ep: EpOpt = None, mirror: MirrorOpt = None, json_out: JsonOpt = False,
     ) -> None:
         """Time to first token, prefill and decode tokens/s, peak memory and load time."""
         from toolkit.runtime.bench import BenchConfig, run_bench
@@ -186,7 +188,7 @@ def register(app: typer.Typer) -> None:
         if not lengths or min(lengths) < 1:
             raise typer.BadParameter("expected positive numbers", param_hint="--prompt-tokens")
         err = console(stderr=True)
-        loaded, resolved = _load(model, device, variant, yes, threads, ep, quiet=json_out)
+        loaded, resolved = _load(model, device, variant, yes, threads, ep, quiet=json_out, mirror=mirror)
         first_load = loaded.load_seconds
         options, markers = loaded.pipeline.options, loaded.markers
         del loaded  # load again: the second load is the warm one (files cached, compiled NPU graphs reused)

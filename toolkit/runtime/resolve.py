@@ -45,6 +45,7 @@ def resolve_model(
     variant: str | None = None,
     confirm: Callable[[str], bool] | None = None,
     progress=None,
+    mirror: str | None = None,
 ) -> ResolvedModel:
     """The package folder for `name`; downloads only when `confirm(question)` returns True."""
     path = Path(name).expanduser()
@@ -72,5 +73,5 @@ def resolve_model(
         raise DownloadDeclined(f"{chosen.id} is not downloaded; run `toolkit download {manifest.alias}` or pass --yes")
     from toolkit.download.api import ensure_variant
 
-    folder = ensure_variant(manifest, chosen, progress)
+    folder = ensure_variant(manifest, chosen, progress, mirror=mirror)
     return ResolvedModel(package_root(folder), manifest.alias, chosen.id, selection.reason, markers, downloaded=True)
