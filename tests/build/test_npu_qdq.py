@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -44,6 +46,9 @@ def test_weights_are_int4_per_channel_with_explicit_zero_points(tiny_qwen2_npu_q
     act_q = [n for n in m.graph.node if n.op_type == "QuantizeLinear"]
     assert act_q and all(inits[n.input[2]].data_type == TensorProto.UINT16 for n in act_q)
     assert not any(n.op_type in ("MatMulNBits", "GroupQueryAttention") for n in m.graph.node)
+    quant = json.loads((tiny_qwen2_npu_qdq_package / "toolkit_manifest.json").read_text())["quantization"]
+    assert quant["online_down_hadamard"] and "gptq" in quant["weights"] and quant["rotation"].startswith("QuaRot")
+    assert any(n.name.endswith("/had/mm_a") for n in m.graph.node)  # 160 = 20 x 8: Kronecker online Hadamard
 
 
 def test_qnn_htp_runs_context_and_iterator_without_cpu_fallback_and_matches_cpu(tiny_qwen2_npu_qdq_package):

@@ -76,9 +76,9 @@ def tiny_qwen2_cpu_int4_package(tmp_path_factory, tiny_qwen2_checkpoint) -> Path
 
 @pytest.fixture(scope="session")
 def tiny_qwen2_npu_qdq_package(tmp_path_factory, tiny_qwen2_checkpoint) -> Path:
-    """The tiny qwen2 as an npu-qdq package (QuaRot, RTN, context 256): static context [1,64] and iterator [1,1]."""
+    """The tiny qwen2 as an npu-qdq package (QuaRot with the online down_proj Hadamard, GPTQ, context 256)."""
     return _build(tmp_path_factory, tiny_qwen2_checkpoint, "qwen2-npu-qdq", target="npu-qdq", context_length=256,
-                  calibration_text=TEXT, weight_method="rtn")
+                  calibration_text=TEXT, weight_method="gptq")
 
 
 @pytest.fixture(scope="session")

@@ -75,6 +75,8 @@ def _check_options(ckpt: Checkpoint, opts: BuildOptions) -> None:
         raise BuildError(f"--window {opts.window} / --context-length {opts.context_length}: need 1 <= window <= context")
     if opts.context_length % opts.window:
         raise BuildError(f"--context-length {opts.context_length} must be a multiple of --window {opts.window}")
+    if opts.weight_method not in ("rtn", "gptq"):
+        raise BuildError(f"--weights: {opts.weight_method!r} is not rtn or gptq")
     if opts.target == "npu-qdq" and opts.calibration_text is None:
         raise BuildError("--target npu-qdq needs --calibration-text FILE (activation ranges come from real text)")
     if opts.calibration_text is not None and not Path(opts.calibration_text).is_file():

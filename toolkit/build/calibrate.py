@@ -23,19 +23,16 @@ class RangeRecorder:
         self.names: list[str] = []
 
     def __call__(self, g: Graph, x: str, out: str | None = None) -> str:
-        if x not in self.names and x not in initializer_names(g):
+        if x not in self.names and x not in g.initializer_by_name:
             self.names.append(x)
         if out is not None:
             return g.op("Identity", [x], name=out + "/id", outputs=[out])
         return x
 
 
-def initializer_names(g: Graph) -> set[str]:
-    return {t.name for t in g.initializers}
-
-
 def initializer_map(g: Graph) -> dict:
-    return {t.name: t for t in g.initializers}
+    """Initializers of a graph by name."""
+    return g.initializer_by_name
 
 
 class RecordingLinear(FloatLinear):
@@ -76,7 +73,8 @@ def calibration_ids(ckpt: Checkpoint, text_file: Path, max_tokens: int) -> list[
 
 
 def calibrate(ckpt: Checkpoint, layer: Callable[[int], LayerWeights], embed: np.ndarray, spec: GraphSpec,
-              docs: list[list[int]], want_hessians: bool, final_norm: np.ndarray | None = None) -> tuple[dict, dict]:
+              docs: list[list[int]], want_hessians: bool,
+              final_norm: np.ndarray | None = None) -> tuple[dict, GramStore]:
     """Run the float graph on the calibration windows: activation ranges and per-linear X^T X.
 
     The Gram matrix of the final hidden states is returned under "lm_head".
@@ -96,7 +94,7 @@ def calibrate(ckpt: Checkpoint, layer: Callable[[int], LayerWeights], embed: np.
             g.outputs.append(helper.make_tensor_value_info(n, TensorProto.FLOAT, None))
     watch_inputs = [n for n in rec.names if n not in produced]  # graph inputs: input_hidden_states, past_*
     ranges: dict[str, list[float]] = {}
-    grams: dict[str, np.ndarray] = {}
+    rows: dict[str, list[np.ndarray]] = {}
     with tempfile.TemporaryDirectory(prefix="toolkit-calib-") as tmp:
         path = Path(tmp) / "calibration.onnx"
         g.save(path)
@@ -127,8 +125,28 @@ def calibrate(ckpt: Checkpoint, layer: Callable[[int], LayerWeights], embed: np.
                     r = ranges.setdefault(n, [lo, hi])
                     r[0], r[1] = min(r[0], lo), max(r[1], hi)
                 if want_hessians:
-                    for lname, src in lin.inputs.items():
-                        x = values[src].reshape(-1, values[src].shape[-1])[:n_real].astype(np.float64)
-                        grams[lname] = grams.get(lname, 0) + x.T @ x
+                    for src in set(lin.inputs.values()):
+                        rows.setdefault(src, []).append(values[src].reshape(-1, values[src].shape[-1])[:n_real])
                 past = {k: outs[k.replace("past_", "present_")] for k in past}
+    grams = GramStore(lin.inputs, {k: np.concatenate(v) for k, v in rows.items()})
     return {k: (v[0], v[1]) for k, v in ranges.items()}, grams
+
+
+class GramStore:
+    """X^T X of each linear's input, computed on demand from the stored calibration rows.
+
+    Rows (tokens x dim, float32) are far smaller than the Gram matrices for a few hundred tokens
+    (8960^2 doubles per down_proj would be 640 MB a layer); the last matrix is kept, since q/k/v
+    and gate/up read the same tensor.
+    """
+
+    def __init__(self, inputs: dict[str, str], rows: dict[str, np.ndarray]) -> None:
+        self.inputs, self.rows = inputs, rows
+        self._last: tuple[str, np.ndarray] | None = None
+
+    def __getitem__(self, linear: str) -> np.ndarray:
+        src = self.inputs[linear]
+        if self._last is None or self._last[0] != src:
+            x = self.rows[src].astype(np.float64)
+            self._last = (src, x.T @ x)
+        return self._last[1]

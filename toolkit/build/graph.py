@@ -38,6 +38,7 @@ class Graph:
         self.inputs: list[onnx.ValueInfoProto] = []
         self.outputs: list[onnx.ValueInfoProto] = []
         self.initializers: list[onnx.TensorProto] = []
+        self.initializer_by_name: dict[str, onnx.TensorProto] = {}
         self._counter = 0
         self._consts: dict[tuple, str] = {}
 
@@ -58,12 +59,12 @@ class Graph:
 
     def init(self, name: str, array: np.ndarray) -> str:
         """Add a numpy array as an initializer."""
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
-        return name
+        return self.init_proto(numpy_helper.from_array(np.ascontiguousarray(array), name))
 
     def init_proto(self, proto: onnx.TensorProto) -> str:
         """Add an already-built TensorProto (e.g. int4) as an initializer."""
         self.initializers.append(proto)
+        self.initializer_by_name[proto.name] = proto
         return proto.name
 
     def const(self, value, dtype=np.int64) -> str:

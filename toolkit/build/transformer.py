@@ -96,7 +96,7 @@ def _online_hadamard(g: Graph, x: str, mats: tuple[np.ndarray, np.ndarray], name
     yt = g.op("Transpose", [y], name=name + "/t1", perm=[0, 1, 3, 2])
     z = act(g, g.op("MatMul", [yt, g.init(name + ".ha", ha.astype(np.float32))], name=name + "/mm_a"))
     zt = g.op("Transpose", [z], name=name + "/t2", perm=[0, 1, 3, 2])
-    return g.op("Reshape", [zt, g.const([0, 0, a * b])], name=name + "/merge")
+    return act(g, g.op("Reshape", [zt, g.const([0, 0, a * b])], name=name + "/merge"))
 
 
 def _attention_gqa(g: Graph, q: str, k: str, v: str, layer: int, cfg: ModelConfig, io: dict) -> str:
