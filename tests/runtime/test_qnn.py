@@ -43,3 +43,33 @@ def test_compiled_graphs_are_cached_and_reused(qnn_model, tiny_qwen2_npu_qdq_pac
     again = LocalModel(tiny_qwen2_npu_qdq_package, RuntimeOptions(ep_cache_dir=cache))
     cached = {s["id"]: s["from_cache"] for s in again.pipeline.report.stages}
     assert cached["context"] and cached["iterator"]
+
+
+def test_damaged_cache_entry_is_compiled_again(qnn_model, tiny_qwen2_npu_qdq_package):  # noqa: F811
+    _, cache = qnn_model
+    for ctx in cache.glob("*/*_ctx.onnx"):
+        ctx.write_bytes(b"not an onnx model")
+    again = LocalModel(tiny_qwen2_npu_qdq_package, RuntimeOptions(ep_cache_dir=cache))
+    stages = {s["id"]: (s["provider"], s["from_cache"]) for s in again.pipeline.report.stages}
+    assert stages["context"] == ("QNNExecutionProvider", False)
+    assert all(ctx.stat().st_size > 100 for ctx in cache.glob("*/*_ctx.onnx"))
+    assert not list(cache.glob("*.tmp-*"))
+
+
+def test_provider_that_fails_on_a_graph_falls_back_to_cpu_with_a_note(float_package, tmp_path):
+    import json
+    import shutil
+
+    copy = tmp_path / "pkg"
+    shutil.copytree(float_package, copy)
+    config = json.loads((copy / "genai_config.json").read_text())
+    # QNN cannot run GroupQueryAttention and may not hand it to the CPU: creating the session fails
+    config["model"]["decoder"]["session_options"].update(
+        {"provider_options": [{"qnn": {}}], "session.disable_cpu_ep_fallback": "1"})
+    (copy / "genai_config.json").write_text(json.dumps(config))
+    model = LocalModel(copy)
+    stages = {s["id"]: s["provider"] for s in model.pipeline.report.stages}
+    assert stages["context"] == stages["iterator"] == "CPUExecutionProvider"
+    assert any("QNNExecutionProvider failed on transformer.onnx" in note for note in model.pipeline.report.notes)
+    prompt = [5, 6, 7, 8]
+    assert _greedy(model, prompt, 4) == _greedy(LocalModel(float_package), prompt, 4)

@@ -90,17 +90,18 @@ class DecoderPipeline:
         start = time.perf_counter()
         self._runners: list[_Runner] = []
         sessions: dict[tuple[str, str], Any] = {}
-        for stage in config.stages:
-            key = (stage.filename, repr(stage.session or config.session))
+        keys = [(stage.filename, repr(stage.session or config.session)) for stage in config.stages]
+        spin = len(set(keys)) == 1  # see providers.NO_SPIN
+        for stage, key in zip(config.stages, keys, strict=True):
             created = sessions.get(key)
             if created is None:  # context and iterator often share one file: one session serves both
                 created = sessions[key] = create_session(
                     config.folder / stage.filename, stage.session or config.session, self.options.threads,
-                    self.options.provider, self.options.ep_cache_dir,
+                    self.options.provider, self.options.ep_cache_dir, spin,
                 )
             run_options = ort.RunOptions()
-            for key, value in stage.run_options.items():
-                run_options.add_run_config_entry(key, value)
+            for entry, value in stage.run_options.items():
+                run_options.add_run_config_entry(entry, value)
             sess = created.session
             self._runners.append(_Runner(
                 stage, sess, created.provider,
@@ -108,7 +109,7 @@ class DecoderPipeline:
             ))
             self.report.stages.append({"id": stage.id, "provider": created.provider,
                                        "seconds": round(created.load_seconds, 3), "from_cache": created.from_cache})
-            self.report.notes += created.notes
+            self.report.notes += [n for n in created.notes if n not in self.report.notes]
         self.report.seconds = time.perf_counter() - start
         self._names = config.names
         self._layers = config.num_hidden_layers

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,11 +31,11 @@ EP_NAMES = {
 }
 PLUGIN_EPS = {"QNNExecutionProvider"}
 QNN_BACKENDS = {"htp": "QnnHtp", "cpu": "QnnCpu", "gpu": "QnnGpu"}
-# Session config entries applied unless the package sets them. onnxruntime's default thread-pool spinning
-# is kept: on a quiet 2-core machine it decodes ~12% faster than blocking (measured on the 1.5B package);
-# under heavy contention from other processes blocking wins, which a package (or the user) can ask for with
-# "session.intra_op.allow_spinning": "0" in its session_options.
-SESSION_DEFAULTS: dict[str, str] = {}
+# Thread-pool spinning, unless the package sets it: each session has its own intra-op pool, and in a
+# pipeline (embeddings, transformer, lm_head run in turn) the idle pools' spinning threads steal the cores the
+# running stage needs. Measured on the 1.5B cpu-int4 package, 2 cores: blocking decodes 1.3-2x faster, most
+# under contention; a single-session package on a quiet machine decodes ~10% faster spinning.
+NO_SPIN = {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}
 
 
 def physical_cores() -> int:
@@ -64,7 +65,7 @@ class StageSession:
     notes: list[str] = field(default_factory=list)
 
 
-def _session_options(cfg: SessionConfig, threads: int | None):
+def _session_options(cfg: SessionConfig, threads: int | None, spin: bool = True, cpu_only: bool = False):
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -80,8 +81,10 @@ def _session_options(cfg: SessionConfig, threads: int | None):
     so.log_severity_level = cfg.log_severity_level if cfg.log_severity_level is not None else 3
     if cfg.custom_ops_library:
         so.register_custom_ops_library(cfg.custom_ops_library)
-    entries = dict(SESSION_DEFAULTS)
+    entries = {} if spin else dict(NO_SPIN)
     entries.update(cfg.config_entries)
+    if cpu_only:  # the CPU is the fallback here; onnxruntime refuses the CPU EP with this set
+        entries.pop("session.disable_cpu_ep_fallback", None)
     for key, value in entries.items():
         so.add_session_config_entry(key, value)
     return so
@@ -134,55 +137,94 @@ def _cache_key(path: Path, ep: str, options: dict[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+def _choose(cfg: SessionConfig, provider_override: str | None, notes: list[str]) -> tuple[str, dict[str, str]]:
+    """The first provider of the config (or the override) that this onnxruntime can use."""
+    import onnxruntime as ort
+
+    wanted = [(p.name, dict(p.options)) for p in cfg.providers]
+    if provider_override is not None:
+        wanted = [(provider_override, {})]
+    for name, options in wanted:
+        ep = EP_NAMES.get(name.lower(), name)
+        if ep == "CPUExecutionProvider":
+            break
+        if ep in PLUGIN_EPS:
+            if _plugin_devices(ort, ep):
+                return ep, resolve_qnn_options(options) if ep == "QNNExecutionProvider" else options
+            notes.append(f"{ep} is not installed (pip install onnxruntime-qnn); using the CPU")
+        elif ep in ort.get_available_providers():
+            return ep, options
+        else:
+            notes.append(f"{ep} is not available in this onnxruntime; using the CPU")
+    return "CPUExecutionProvider", {}
+
+
+def _plugin_session(model_path: Path, make_options, ep: str, options: dict[str, str], cache_dir: Path | None):
+    """A plugin-EP session; compiled graphs are saved as EPContext models under `cache_dir` and reused."""
+    import onnxruntime as ort
+
+    devices = _plugin_devices(ort, ep)
+    so = make_options()
+    if cache_dir is None or _is_ep_context_model(model_path):
+        so.add_provider_for_devices(devices, options)
+        return ort.InferenceSession(str(model_path), sess_options=so), False
+    final = cache_dir / _cache_key(model_path, ep, options)
+    ctx_name = f"{model_path.stem}_ctx.onnx"
+    if (final / ctx_name).is_file():
+        try:
+            so.add_provider_for_devices(devices, options)
+            return ort.InferenceSession(str(final / ctx_name), sess_options=so), True
+        except Exception:  # a damaged cache entry: compile again below
+            shutil.rmtree(final, ignore_errors=True)
+            so = make_options()
+    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    so.add_session_config_entry("ep.context_enable", "1")
+    so.add_session_config_entry("ep.context_file_path", str(tmp / ctx_name))
+    so.add_session_config_entry("ep.context_embed_mode", "0")
+    so.add_provider_for_devices(devices, options)
+    try:
+        session = ort.InferenceSession(str(model_path), sess_options=so)
+        if (tmp / ctx_name).is_file() and not final.exists():
+            os.replace(tmp, final)  # the cache entry appears whole or not at all
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return session, False
+
+
 def create_session(
     model_path: Path,
     cfg: SessionConfig,
     threads: int | None = None,
     provider_override: str | None = None,
     cache_dir: Path | None = None,
+    spin: bool = True,
 ) -> StageSession:
-    """A session for one stage on the first usable provider of its config (CPU otherwise)."""
+    """A session for one stage on the first usable provider of its config; the CPU when none is, or when
+    the provider fails on this graph (unless it was forced with `provider_override`)."""
     import onnxruntime as ort
 
-    so = _session_options(cfg, threads)
     notes: list[str] = []
-    wanted = [(p.name, dict(p.options)) for p in cfg.providers]
-    if provider_override is not None:
-        wanted = [(provider_override, {})] if provider_override.lower() != "cpu" else []
-    chosen, providers, load_path, from_cache = "CPUExecutionProvider", None, model_path, False
-    for name, options in wanted:
-        ep = EP_NAMES.get(name.lower(), name)
-        if ep == "CPUExecutionProvider":
-            break
-        if ep in PLUGIN_EPS:
-            devices = _plugin_devices(ort, ep)
-            if not devices:
-                notes.append(f"{ep} is not installed (pip install onnxruntime-qnn); using the CPU")
-                continue
-            options = resolve_qnn_options(options) if ep == "QNNExecutionProvider" else options
-            if cache_dir is not None and not _is_ep_context_model(model_path):
-                ctx = cache_dir / _cache_key(model_path, ep, options) / f"{model_path.stem}_ctx.onnx"
-                if ctx.is_file():
-                    load_path, from_cache = ctx, True
-                else:
-                    ctx.parent.mkdir(parents=True, exist_ok=True)
-                    so.add_session_config_entry("ep.context_enable", "1")
-                    so.add_session_config_entry("ep.context_file_path", str(ctx))
-                    so.add_session_config_entry("ep.context_embed_mode", "0")
-            so.add_provider_for_devices(devices, options)
-            chosen = ep
-            break
-        if ep in ort.get_available_providers():
-            chosen, providers = ep, [(ep, options), "CPUExecutionProvider"]
-            break
-        notes.append(f"{ep} is not available in this onnxruntime; using the CPU")
+    ep, options = _choose(cfg, provider_override, notes)
     start = time.perf_counter()
+    if ep != "CPUExecutionProvider":
+        try:
+            if ep in PLUGIN_EPS:
+                session, cached = _plugin_session(model_path, lambda: _session_options(cfg, threads, spin), ep,
+                                                  options, cache_dir)
+            else:
+                session, cached = ort.InferenceSession(str(model_path), sess_options=_session_options(cfg, threads, spin),
+                                                       providers=[(ep, options), "CPUExecutionProvider"]), False
+            return StageSession(session, ep, time.perf_counter() - start, cached, notes)
+        except Exception as e:  # onnxruntime raises several unrelated exception types
+            if provider_override is not None:
+                raise ModelLoadError(f"{model_path}: cannot create an onnxruntime session on {ep}: {e}") from e
+            notes.append(f"{ep} failed on {model_path.name} ({str(e).splitlines()[0][:160]}); using the CPU")
+            start = time.perf_counter()
     try:
-        if providers is None:
-            session = ort.InferenceSession(str(load_path), sess_options=so,
-                                           providers=None if chosen in PLUGIN_EPS else ["CPUExecutionProvider"])
-        else:
-            session = ort.InferenceSession(str(load_path), sess_options=so, providers=providers)
-    except Exception as e:  # onnxruntime raises several unrelated exception types
-        raise ModelLoadError(f"{model_path}: cannot create an onnxruntime session on {chosen}: {e}") from e
-    return StageSession(session, chosen, time.perf_counter() - start, from_cache, notes)
+        session = ort.InferenceSession(str(model_path), sess_options=_session_options(cfg, threads, spin, True),
+                                       providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise ModelLoadError(f"{model_path}: cannot create an onnxruntime session: {e}") from e
+    return StageSession(session, "CPUExecutionProvider", time.perf_counter() - start, False, notes)
