@@ -149,7 +149,7 @@ class Checkpoint:
 
     def tensor(self, name: str) -> np.ndarray:
         """The tensor converted to float32 (a fresh array)."""
-        return np.asarray(self.raw(name), dtype=np.float32)
+        return np.array(self.raw(name), dtype=np.float32)  # always a copy: callers may modify it
 
     def layer(self, i: int, suffix: str) -> np.ndarray:
         """`model.layers.{i}.{suffix}` as float32."""

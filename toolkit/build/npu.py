@@ -62,6 +62,13 @@ class QDQ:
         return dq
 
 
+def _rotate_rows(w: np.ndarray, q: np.ndarray, chunk: int = 16384) -> np.ndarray:
+    """w @ q in place, row chunk by row chunk in float64 (vocab x hidden tables are large)."""
+    for r0 in range(0, w.shape[0], chunk):
+        w[r0:r0 + chunk] = w[r0:r0 + chunk].astype(np.float64) @ q
+    return w
+
+
 def rotated_model(ckpt: Checkpoint, rotate: bool, online: bool, seed: int):
     """(layer provider, embedding table, lm_head weight, rotation info) after norm folding and QuaRot."""
     cfg = ckpt.config
@@ -78,8 +85,7 @@ def rotated_model(ckpt: Checkpoint, rotate: bool, online: bool, seed: int):
     embed = ckpt.tensor("model.embed_tokens.weight")
     head = ckpt.lm_head() * ckpt.tensor("model.norm.weight")[None, :]
     if q is not None:
-        embed = (embed.astype(np.float64) @ q).astype(np.float32)
-        head = (head.astype(np.float64) @ q).astype(np.float32)
+        embed, head = _rotate_rows(embed, q), _rotate_rows(head, q)
     info = {"rotation": f"QuaRot randomized Hadamard (Kronecker), seed {seed}" if rotate else "none",
             "online_down_hadamard": down is not None}
     return layer, embed, head, info
