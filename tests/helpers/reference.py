@@ -73,6 +73,14 @@ class ReferenceModel:
         """Logits [S, vocab] for every position."""
         return self.hidden_states(ids) @ self.lm_head.T
 
+    def is_greedy_continuation(self, ids: list[int], prompt_len: int) -> bool:
+        """Whether every token after the prompt is the argmax given the tokens before it (one forward pass).
+
+        Equivalent to `greedy(ids[:prompt_len], len(ids) - prompt_len) == ids`, without the recompute per step.
+        """
+        logits = self.logits(ids)
+        return bool(np.all(logits[prompt_len - 1:-1].argmax(-1) == np.asarray(ids[prompt_len:])))
+
     def greedy(self, prompt: list[int], n_new: int) -> list[int]:
         """Greedy continuation: the prompt followed by n_new argmax tokens (full recompute, fine for tiny models)."""
         ids = list(prompt)
