@@ -21,8 +21,9 @@ def register(app: typer.Typer) -> None:
         context_length: Annotated[int, typer.Option("--context-length", help="Static KV length.")] = 4096,
         window: Annotated[int, typer.Option("--window", help="Prefill window (context stage length).")] = 64,
         calibration_text: Annotated[Path | None, typer.Option(
-            "--calibration-text", help="npu-qdq: text for activation ranges and GPTQ.")] = None,
-        weights: Annotated[str, typer.Option("--weights", help="npu-qdq weight rounding: rtn or gptq.")] = "gptq",
+            "--calibration-text", help="Text for activation ranges (npu-qdq, required) and GPTQ (both int4 targets).")] = None,
+        weights: Annotated[str, typer.Option(
+            "--weights", help="Rounding when calibration text is given: gptq or rtn.")] = "gptq",
         no_rotate: Annotated[bool, typer.Option("--no-rotate", help="npu-qdq: skip the QuaRot rotation.")] = False,
         keep_float: Annotated[list[str] | None, typer.Option(
             "--keep-float", help="npu-qdq: tensor name parts kept unquantized (repeatable).")] = None,
