@@ -28,6 +28,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "runtime_worker.py"
+SETTLE_S = 1.0
 
 
 class Worker:
@@ -149,6 +150,7 @@ def main() -> None:
             for rep in range(args.repeat):
                 order = workers[rep % len(workers):] + workers[:rep % len(workers)]
                 for w in order:
+                    time.sleep(SETTLE_S)  # let the previous engine's spinning threads go to sleep
                     r = w.run(ids, args.new_tokens)
                     runs[w.name][n].append(r)
                     print(f"  {w.name:9s} prompt {n:4d}: TTFT {r['ttft_s'] * 1000:7.1f} ms  "
