@@ -80,3 +80,11 @@ def test_chat_session_keeps_history_and_resets(float_package):
     assert [m["role"] for m in chat.messages] == ["system", "user", "assistant", "user", "assistant"]
     chat.reset()
     assert chat.messages == [{"role": "system", "content": "be brief"}] and model.cached_ids == []
+
+
+def test_text_held_for_a_possible_stop_string_is_released_at_the_end(stories):
+    full = generate(stories, [1], GenerationConfig(max_new_tokens=12)).text
+    tail = full[-3:]
+    # a stop string that starts like the end of the text but never completes: nothing may be lost
+    result = generate(stories, [1], GenerationConfig(max_new_tokens=12, stop=(tail + "\u2603",)))
+    assert result.text == full and result.stats.finish_reason == "length"

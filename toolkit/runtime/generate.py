@@ -164,24 +164,23 @@ def stream_generate(
     stats = GenerationStats()
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    finish = "length"
+    finish, stop_string = "length", False
     try:
         for token in generate_step(model, ids, config, cancel, timings):
             stats.generated_tokens += 1
-            safe, stopped = stopper.feed(detok.add(token))
+            safe, stop_string = stopper.feed(detok.add(token))
             for kind, piece in splitter.feed(safe):
                 yield GenerationEvent(kind, piece)
-            if stopped:
-                finish = "stop"
+            if stop_string:
                 break
-        else:
-            if timings.get("finish_reason_stop"):
-                finish = "stop"
-            elif cancel is not None and cancel.is_set():
-                finish = "cancelled"
-        if finish != "stop":
-            safe, _ = stopper.feed(detok.flush())
-            for kind, piece in splitter.feed(safe + stopper.flush()):
+        if stop_string or timings.get("finish_reason_stop"):
+            finish = "stop"
+        elif cancel is not None and cancel.is_set():
+            finish = "cancelled"
+        if not stop_string:  # text held back for a possible stop string or an unfinished character
+            safe, stop_string = stopper.feed(detok.flush())
+            rest = "" if stop_string else stopper.flush()
+            for kind, piece in splitter.feed(safe + rest):
                 yield GenerationEvent(kind, piece)
         for kind, piece in splitter.flush():
             yield GenerationEvent(kind, piece)
