@@ -29,6 +29,7 @@ def test_quarot_with_gptq_is_within_15_percent_of_float(npu_ratios):
     assert npu_ratios["quarot_gptq"] < 1.15 and npu_ratios["quarot_gptq"] < npu_ratios["quarot"]
 
 
-def test_cpu_int4_stays_close_to_float(stories_cpu_int4_package, stories_float_package):
+def test_default_cpu_int4_stays_close_to_float(stories_cpu_int4_package, stories_float_package):
+    """The default build (no calibration text): norm-weighted RTN measured x1.072 / 87.3 % (docs/quantization.md)."""
     result = evaluate(stories_cpu_int4_package, TEXT, stories_float_package)
-    assert result["perplexity_ratio"] < 1.10 and result["top1_agreement"] > 0.83
+    assert result["perplexity_ratio"] < 1.08 and result["top1_agreement"] > 0.86

@@ -85,8 +85,26 @@ def _check_options(ckpt: Checkpoint, opts: BuildOptions) -> None:
         raise BuildError(f"{ckpt.folder / 'config.json'}: num_attention_heads is not a multiple of num_key_value_heads")
 
 
+_NORM_OF = {"attn.q_proj": "input_layernorm", "attn.k_proj": "input_layernorm", "attn.v_proj": "input_layernorm",
+            "mlp.gate_proj": "post_attention_layernorm", "mlp.up_proj": "post_attention_layernorm"}
+
+
+def norm_input_scale(ckpt: Checkpoint, linear: str) -> np.ndarray | None:
+    """The RMSNorm scale that multiplies a linear's input (q/k/v, gate/up, lm_head); None for o/down.
+
+    The normalized stream has roughly unit magnitude per channel, so gamma_j is the typical size of
+    input j: the data-free weight for that column's quantization error.
+    """
+    if linear == "lm_head":
+        return ckpt.tensor("model.norm.weight")
+    layer, _, kind = linear.partition(".")[2].partition(".")
+    norm = _NORM_OF.get(kind)
+    return ckpt.tensor(f"model.layers.{layer}.{norm}.weight") if norm and layer.isdigit() else None
+
+
 def _cpu_quantizer(ckpt: Checkpoint, opts: BuildOptions):
-    """Block quantizer for cpu-int4: 8 bits for `keep_8bit`; GPTQ (act order) with calibration text, else RTN."""
+    """Block quantizer for cpu-int4: 8 bits for `keep_8bit`; GPTQ (act order) with calibration text, else RTN
+    with a range search weighted by the norm scale feeding each linear (`norm_input_scale`)."""
     from toolkit.build.quantize import gptq_blockwise, quantize_blockwise, quantize_blockwise8
 
     grams = None
@@ -102,7 +120,9 @@ def _cpu_quantizer(ckpt: Checkpoint, opts: BuildOptions):
     def quantize(name: str, w: np.ndarray):
         if any(k in name for k in opts.keep_8bit):
             return quantize_blockwise8(w)
-        return gptq_blockwise(w, grams[name]) if grams is not None else quantize_blockwise(w)
+        if grams is not None:
+            return gptq_blockwise(w, grams[name])
+        return quantize_blockwise(w, input_scale=norm_input_scale(ckpt, name))
 
     quantize.method = "gptq" if grams is not None else "rtn"
     return quantize

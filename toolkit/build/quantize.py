@@ -48,8 +48,13 @@ def _pack_nibbles(q: np.ndarray) -> np.ndarray:
 SHRINK_GRID = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75)
 
 
-def _block_params(blocks: np.ndarray, shrink: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-block scale and zero point; the range is shrunk by the factor with the least squared error."""
+def _block_params(blocks: np.ndarray, shrink: tuple[float, ...],
+                  col_weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-block scale and zero point; the range is shrunk by the factor with the least squared error.
+
+    `col_weights` (broadcastable to `blocks`, >= 0) weighs each column's squared error.
+    """
+    root_w = None if col_weights is None else np.sqrt(col_weights, dtype=np.float32)
     lo0 = np.minimum(blocks.min(axis=-1), 0.0)
     span = np.maximum(blocks.max(axis=-1), 0.0) - lo0
     tmp = np.empty_like(blocks)
@@ -67,6 +72,8 @@ def _block_params(blocks: np.ndarray, shrink: tuple[float, ...]) -> tuple[np.nda
         tmp -= zp[..., None]
         tmp *= scale[..., None]
         tmp -= blocks
+        if root_w is not None:
+            tmp *= root_w
         err = np.einsum("...i,...i->...", tmp, tmp)
         if best_err is None:
             best_err, best_scale, best_zp = err, scale, zp
@@ -83,14 +90,23 @@ def _pack_blocks(q: np.ndarray, scales: np.ndarray, zps: np.ndarray, cols: int) 
                           _pack_nibbles(zps.astype(np.uint8)), cols)
 
 
-def quantize_blockwise(w: np.ndarray, rows_per_chunk: int = 2048,
-                       shrink: tuple[float, ...] = SHRINK_GRID) -> BlockQuantized:
+def quantize_blockwise(w: np.ndarray, rows_per_chunk: int = 2048, shrink: tuple[float, ...] = SHRINK_GRID,
+                       input_scale: np.ndarray | None = None) -> BlockQuantized:
     """Quantize w [rows, cols] to 4 bits in blocks of 32 along cols, asymmetric, with an MSE range search.
 
-    Row chunks run on a thread pool (numpy releases the GIL), one per CPU.
+    `input_scale` [cols]: the typical magnitude of each input (e.g. the RMSNorm scale feeding the linear);
+    the range search then minimizes the output error sum_j (input_scale_j * dw_j)^2 instead of the
+    plain weight error. Row chunks run on a thread pool (numpy releases the GIL), one per CPU.
     """
     rows, cols = w.shape
     n_blocks = -(-cols // BLOCK)
+    col_w = None
+    if input_scale is not None:
+        s2 = np.square(np.asarray(input_scale, np.float64).reshape(-1))
+        if s2.shape != (cols,):
+            raise ValueError(f"input_scale has {s2.size} values for a weight with {cols} columns")
+        s2 = s2 / max(float(s2.mean()), 1e-30)
+        col_w = np.pad(s2, (0, n_blocks * BLOCK - cols)).astype(np.float32).reshape(n_blocks, BLOCK)
     packed = np.empty((rows, n_blocks, BLOCK // 2), np.uint8)
     scales = np.empty((rows, n_blocks), np.float32)
     zps = np.empty((rows, -(-n_blocks // 2)), np.uint8)
@@ -100,7 +116,7 @@ def quantize_blockwise(w: np.ndarray, rows_per_chunk: int = 2048,
         if cols % BLOCK:
             chunk = np.pad(chunk, ((0, 0), (0, n_blocks * BLOCK - cols)))
         blocks = chunk.reshape(chunk.shape[0], n_blocks, BLOCK)
-        scale, zp = _block_params(blocks, shrink)
+        scale, zp = _block_params(blocks, shrink, col_w)
         q = np.clip(np.round(blocks / scale[..., None]) + zp[..., None], 0, 15).astype(np.uint8)
         packed[r0:r0 + rows_per_chunk] = _pack_nibbles(q)
         scales[r0:r0 + rows_per_chunk] = scale
