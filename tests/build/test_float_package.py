@@ -85,9 +85,16 @@ def test_cpu_int4_package_uses_matmulnbits_and_gather_block_quantized(tiny_qwen2
         for n in m.graph.node:
             if n.op_type == "MatMulNBits":
                 attrs = {a.name: a.i for a in n.attribute}
-                small = "k_proj" in n.name or "v_proj" in n.name  # kept at 8 bits (keep_8bit)
+                small = n.name.split("/")[0].endswith("k_proj_v_proj")  # k and v fused, kept at 8 bits
                 assert attrs["bits"] == (8 if small else 4), n.name
                 assert attrs["block_size"] == 32 and attrs["accuracy_level"] == 4
+    graph = onnx.load(str(tiny_qwen2_cpu_int4_package / "transformer.onnx"), load_external_data=False).graph
+    layers = sum(1 for i in graph.input if i.name.startswith("past_keys_"))
+    kinds = [n.op_type for n in graph.node]
+    # per layer: q, fused k/v, o, fused gate/up, down; residual adds inside the skip norms; biases folded
+    assert kinds.count("MatMulNBits") == 5 * layers
+    assert kinds.count("SkipSimplifiedLayerNormalization") == 2 * layers
+    assert "Add" not in kinds
     assert "GatherBlockQuantized" in ops["embeddings.onnx"]
     assert "MatMulNBits" in ops["lm_head.onnx"]
     assert "GroupQueryAttention" in ops["transformer.onnx"]

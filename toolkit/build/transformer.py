@@ -60,6 +60,23 @@ def rope_tables(cfg: ModelConfig, length: int) -> tuple[np.ndarray, np.ndarray]:
     return np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
 
 
+def _add_norm(g: Graph, x: str, delta: str | None, gamma: np.ndarray | None, eps: float, name: str,
+              spec: GraphSpec, hidden: int, act: ActHook, add_name: str = "",
+              out: str | None = None) -> tuple[str, str]:
+    """(norm(x + delta), x + delta): the residual add and RMSNorm, one SkipSimplifiedLayerNormalization
+    kernel when norms are fused (its fourth output is the sum); delta None: no add."""
+    if delta is None:
+        return _rms_norm(g, x, gamma, eps, name, spec, hidden, act, out), x
+    if not spec.fused_norm:
+        x = act(g, g.op("Add", [x, delta], name=add_name))
+        return _rms_norm(g, x, gamma, eps, name, spec, hidden, act, out), x
+    scale = (gamma if gamma is not None else np.ones(hidden)).astype(np.float32)
+    y, _, _, total = g.op("SkipSimplifiedLayerNormalization", [delta, x, g.init(name + ".weight", scale)],
+                          outputs=[out or name + "/out", "", "", add_name], name=name,
+                          domain=MS_DOMAIN, epsilon=eps)
+    return y, total
+
+
 def _rms_norm(g: Graph, x: str, gamma: np.ndarray | None, eps: float, name: str, spec: GraphSpec,
               hidden: int, act: ActHook, out: str | None = None) -> str:
     if spec.fused_norm:
@@ -77,8 +94,15 @@ def _rms_norm(g: Graph, x: str, gamma: np.ndarray | None, eps: float, name: str,
 
 
 def _mlp(g: Graph, x: str, lw: LayerWeights, name: str, linear: Linear, act: ActHook) -> str:
-    gate = act(g, linear(g, x, name + ".gate_proj", lw.gate, None))
-    up = act(g, linear(g, x, name + ".up_proj", lw.up, None))
+    fused = getattr(linear, "fused", None)
+    if fused is not None:  # one MatMulNBits for gate and up, then a Split
+        both = fused(g, x, name + ".gate_up_proj", [(name + ".gate_proj", lw.gate, None),
+                                                     (name + ".up_proj", lw.up, None)])
+        gate, up = g.op("Split", [both, g.const([lw.gate.shape[0], lw.up.shape[0]])], n_out=2,
+                        name=name + "/gate_up_split", axis=-1)
+    else:
+        gate = act(g, linear(g, x, name + ".gate_proj", lw.gate, None))
+        up = act(g, linear(g, x, name + ".up_proj", lw.up, None))
     sig = act(g, g.op("Sigmoid", [gate], name=name + "/sigmoid"))
     silu = act(g, g.op("Mul", [gate, sig], name=name + "/silu"))
     mid = act(g, g.op("Mul", [silu, up], name=name + "/mul"))
@@ -97,6 +121,21 @@ def _online_hadamard(g: Graph, x: str, mats: tuple[np.ndarray, np.ndarray], name
     z = act(g, g.op("MatMul", [yt, g.init(name + ".ha", ha.astype(np.float32))], name=name + "/mm_a"))
     zt = g.op("Transpose", [z], name=name + "/t2", perm=[0, 1, 3, 2])
     return act(g, g.op("Reshape", [zt, g.const([0, 0, a * b])], name=name + "/merge"))
+
+
+def _qkv(g: Graph, h: str, lw: LayerWeights, n: str, linear: Linear, spec: GraphSpec,
+         act: ActHook) -> tuple[str, str, str]:
+    """q, k, v; with GroupQueryAttention and a fusing linear, one packed [.., (nh + 2 kv) hd] tensor and
+    empty k, v (GQA's packed-QKV form)."""
+    fused = getattr(linear, "fused", None)
+    if fused is not None and spec.attention == "gqa":
+        parts = [(n + ".attn.q_proj", lw.q, lw.q_bias), (n + ".attn.k_proj", lw.k, lw.k_bias),
+                 (n + ".attn.v_proj", lw.v, lw.v_bias)]
+        return fused(g, h, n + ".attn.qkv_proj", parts), "", ""
+    q = act(g, linear(g, h, n + ".attn.q_proj", lw.q, lw.q_bias))
+    k = act(g, linear(g, h, n + ".attn.k_proj", lw.k, lw.k_bias))
+    v = act(g, linear(g, h, n + ".attn.v_proj", lw.v, lw.v_bias))
+    return q, k, v
 
 
 def _attention_gqa(g: Graph, q: str, k: str, v: str, layer: int, cfg: ModelConfig, io: dict) -> str:
@@ -214,23 +253,25 @@ def build_transformer(cfg: ModelConfig, layers: Callable[[int], LayerWeights], f
     else:
         io = _explicit_position_inputs(g, cfg, spec, act)
     x = act(g, x)
+    eps = cfg.rms_norm_eps
+    mlp_out = None  # the previous layer's MLP output, added to the residual stream by the next norm
     for i in range(cfg.num_layers):
         lw = layers(i)
         n = f"layers.{i}"
-        h = _rms_norm(g, x, lw.input_norm, cfg.rms_norm_eps, n + ".input_layernorm", spec, H, act)
-        q = act(g, linear(g, h, n + ".attn.q_proj", lw.q, lw.q_bias))
-        k = act(g, linear(g, h, n + ".attn.k_proj", lw.k, lw.k_bias))
-        v = act(g, linear(g, h, n + ".attn.v_proj", lw.v, lw.v_bias))
+        h, x = _add_norm(g, x, mlp_out, lw.input_norm, eps, n + ".input_layernorm", spec, H, act,
+                         f"layers.{i - 1}/mlp_residual")
+        q, k, v = _qkv(g, h, lw, n, linear, spec, act)
         if spec.attention == "gqa":
             a = _attention_gqa(g, q, k, v, i, cfg, io)
         else:
             a = _attention_explicit(g, q, k, v, i, cfg, io, act)
         o = act(g, linear(g, act(g, a), n + ".attn.o_proj", lw.o, None))
-        x = act(g, g.op("Add", [x, o], name=n + "/attn_residual"))
-        h = _rms_norm(g, x, lw.post_norm, cfg.rms_norm_eps, n + ".post_attention_layernorm", spec, H, act)
-        x = act(g, g.op("Add", [x, _mlp(g, h, lw, n + ".mlp", linear, act)], name=n + "/mlp_residual"))
+        h, x = _add_norm(g, x, o, lw.post_norm, eps, n + ".post_attention_layernorm", spec, H, act,
+                         n + "/attn_residual")
+        mlp_out = _mlp(g, h, lw, n + ".mlp", linear, act)
         g.output(f"present_keys_{i}", TensorProto.FLOAT, kv_shape)
         g.output(f"present_values_{i}", TensorProto.FLOAT, kv_shape)
-    _rms_norm(g, x, final_norm, cfg.rms_norm_eps, "final_norm", spec, H, act, out="output_hidden_states")
+    _add_norm(g, x, mlp_out, final_norm, eps, "final_norm", spec, H, act,
+              f"layers.{cfg.num_layers - 1}/mlp_residual", out="output_hidden_states")
     g.outputs.insert(0, helper.make_tensor_value_info("output_hidden_states", TensorProto.FLOAT, [1, seq, H]))
     return g
