@@ -40,7 +40,7 @@ def build_lm_head(weight: np.ndarray, quantized: bool, quantized_weight: BlockQu
              ["output_hidden_states", g.init("lm_head.qweight", bq.packed),
               g.init("lm_head.scales", bq.scales.reshape(-1)), g.init("lm_head.qzeros", bq.zero_points.reshape(-1))],
              name="lm_head/MatMulNBits", outputs=["logits"], domain=MS_DOMAIN,
-             K=hidden, N=vocab, bits=4, block_size=BLOCK, accuracy_level=4)
+             K=hidden, N=vocab, bits=bq.bits, block_size=BLOCK, accuracy_level=4)
     else:
         wt = g.init("lm_head.weight_t", np.ascontiguousarray(weight.T, dtype=np.float32))
         g.op("MatMul", ["output_hidden_states", wt], name="lm_head/MatMul", outputs=["logits"])
