@@ -20,6 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 REPO = "bench/model"
+# The anchor: huggingface_hub downloading one file, run as a child process like the other engines.
+HF_CODE = (
+    "import sys; from huggingface_hub import hf_hub_download; "
+    "print(hf_hub_download(sys.argv[1], sys.argv[2], cache_dir=sys.argv[3]))"
+)
 
 
 def bench_dir() -> Path:

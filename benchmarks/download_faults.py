@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from download_common import (
+    HF_CODE,
     PY,
     REPO,
     bench_dir,
@@ -22,11 +23,6 @@ from download_common import (
     timed,
     toolkit_env,
     write_manifest,
-)
-
-HF_CODE = (
-    "import sys; from huggingface_hub import hf_hub_download; "
-    "print(hf_hub_download(sys.argv[1], sys.argv[2], cache_dir=sys.argv[3]))"
 )
 
 

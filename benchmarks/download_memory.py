@@ -10,6 +10,7 @@ import subprocess
 import time
 
 from download_common import (
+    HF_CODE,
     PY,
     REPO,
     ROOT,
@@ -20,11 +21,6 @@ from download_common import (
     server,
     toolkit_env,
     write_manifest,
-)
-
-HF_CODE = (
-    "import sys; from huggingface_hub import hf_hub_download; "
-    "print(hf_hub_download(sys.argv[1], sys.argv[2], cache_dir=sys.argv[3]))"
 )
 
 

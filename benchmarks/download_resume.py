@@ -15,6 +15,7 @@ import subprocess
 import time
 
 from download_common import (
+    HF_CODE,
     PY,
     REPO,
     ROOT,
@@ -29,11 +30,6 @@ from download_common import (
 
 from toolkit.download.config import DownloadConfig
 from toolkit.download.plan import segment_size
-
-HF_CODE = (
-    "import sys; from huggingface_hub import hf_hub_download; "
-    "print(hf_hub_download(sys.argv[1], sys.argv[2], cache_dir=sys.argv[3]))"
-)
 
 
 def sent(stats) -> int:

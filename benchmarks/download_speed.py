@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 from download_common import (
+    HF_CODE,
     PY,
     REPO,
     ROOT,
@@ -33,10 +34,6 @@ API_CODE = (
     "import json, time; from catalog import Catalog; from toolkit.download.api import download_variant; "
     "m = Catalog.load().get('bench'); t = time.perf_counter(); snap, _ = download_variant(m, m.variants[0]); "
     "print(json.dumps({'seconds': time.perf_counter() - t, 'path': str(snap)}))"
-)
-HF_CODE = (
-    "import sys; from huggingface_hub import hf_hub_download; "
-    "print(hf_hub_download(sys.argv[1], sys.argv[2], cache_dir=sys.argv[3]))"
 )
 
 
