@@ -54,6 +54,8 @@ def download(
 
     sel = _select(alias, variant, device)
     if dry_run:
+        if not json_out:  # the choice is explained even when the source cannot be reached
+            console().print(sel.line(), soft_wrap=True)
         plan = plan_variant(sel.manifest, sel.variant, mirror=mirror)
         files = [
             {
@@ -80,7 +82,6 @@ def download(
         if json_out:
             return emit_json(data)
         out = console()
-        out.print(sel.line())
         out.print(f"source: {plan.resolved.source} {plan.resolved.origin} @ {plan.resolved.revision}")
         for f in files:
             state = (
