@@ -5,6 +5,7 @@ Big files live under /tmp/toolkit-bench (never in the repository) and are delete
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -124,3 +125,37 @@ def summary(values: list[float]) -> dict[str, float]:
 
 def remove(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+TOOLKIT_CMD = [PY, "-m", "toolkit", "download", "bench", "--json"]
+
+
+def hf_command(name: str, out: Path) -> list[str]:
+    """huggingface_hub fetching REPO/name into the cache folder `out` (prints the file's path)."""
+    return [PY, "-c", HF_CODE, REPO, name, str(out)]
+
+
+def aria2c_command(url: str, name: str, out: Path, *extra: str) -> list[str]:
+    """aria2c with 8 connections and 8 splits (plain -x8 opens only 5) fetching REPO/name into `out`."""
+    return [
+        shutil.which("aria2c") or "aria2c",
+        "-x8",
+        "-s8",
+        "-k1M",
+        *extra,
+        "--file-allocation=none",
+        "--console-log-level=error",
+        "-d",
+        str(out),
+        "-o",
+        name,
+        f"{url}/{REPO}/resolve/main/{name}",
+    ]
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while b := f.read(1 << 20):
+            h.update(b)
+    return h.hexdigest()

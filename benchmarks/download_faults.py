@@ -6,32 +6,23 @@ For each engine: did it finish, and are the bytes it kept the right ones? (100 M
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import shutil
 from pathlib import Path
 
 from download_common import (
-    HF_CODE,
-    PY,
-    REPO,
+    TOOLKIT_CMD,
+    aria2c_command,
     bench_dir,
     fresh_dir,
+    hf_command,
     make_file,
     remove,
     server,
+    sha256,
     timed,
     toolkit_env,
     write_manifest,
 )
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(1 << 20):
-            h.update(b)
-    return h.hexdigest()
 
 
 def main() -> None:
@@ -52,26 +43,14 @@ def main() -> None:
             with server([src], 20e6, option) as (url, _stats):
                 env = toolkit_env(url, out, manifest, HF_HUB_DISABLE_TELEMETRY="1")
                 if engine == "toolkit":
-                    t, r = timed([PY, "-m", "toolkit", "download", "bench", "--json"], env)
+                    t, r = timed(TOOLKIT_CMD, env)
                     kept = Path(json.loads(r.stdout)["path"]) / src.name if r.returncode == 0 else None
                 elif engine == "hf_hub_download":
-                    t, r = timed([PY, "-c", HF_CODE, REPO, src.name, str(out / "hf")], env)
+                    t, r = timed(hf_command(src.name, out / "hf"), env)
                     kept = Path(r.stdout.strip()) if r.returncode == 0 else None
                 else:
                     t, r = timed(
-                        [
-                            shutil.which("aria2c") or "aria2c",
-                            "-x8",
-                            "-s8",
-                            "-k1M",
-                            "--file-allocation=none",
-                            "--console-log-level=error",
-                            "-d",
-                            str(out),
-                            "-o",
-                            src.name,
-                            f"{url}/{REPO}/resolve/main/{src.name}",
-                        ],
+                        aria2c_command(url, src.name, out),
                         env,
                     )
                     kept = out / src.name if r.returncode == 0 else None

@@ -10,12 +10,12 @@ import subprocess
 import time
 
 from download_common import (
-    HF_CODE,
-    PY,
-    REPO,
     ROOT,
+    TOOLKIT_CMD,
+    aria2c_command,
     bench_dir,
     fresh_dir,
+    hf_command,
     make_file,
     remove,
     server,
@@ -45,23 +45,11 @@ def main() -> None:
             out = fresh_dir("rss-")
             env = toolkit_env(url, out, manifest, HF_HUB_DISABLE_TELEMETRY="1")
             if engine == "toolkit":
-                cmd = [PY, "-m", "toolkit", "download", "bench", "--json"]
+                cmd = TOOLKIT_CMD
             elif engine == "hf_hub_download":
-                cmd = [PY, "-c", HF_CODE, REPO, src.name, str(out / "hf")]
+                cmd = hf_command(src.name, out / "hf")
             else:
-                cmd = [
-                    "aria2c",
-                    "-x8",
-                    "-s8",
-                    "-k1M",
-                    "--file-allocation=none",
-                    "--console-log-level=error",
-                    "-d",
-                    str(out),
-                    "-o",
-                    src.name,
-                    f"{url}/{REPO}/resolve/main/{src.name}",
-                ]
+                cmd = aria2c_command(url, src.name, out)
             seconds, status, rss = run_peak_rss(cmd, env)
             remove(out)
             results[engine] = {"seconds": round(seconds, 2), "exit_status": status, "peak_rss_bytes": rss}

@@ -15,12 +15,12 @@ import subprocess
 import time
 
 from download_common import (
-    HF_CODE,
-    PY,
-    REPO,
     ROOT,
+    TOOLKIT_CMD,
+    aria2c_command,
     bench_dir,
     fresh_dir,
+    hf_command,
     make_file,
     remove,
     server,
@@ -75,24 +75,11 @@ def main() -> None:
             out = fresh_dir("resume-")
             env = toolkit_env(url, out, manifest, HF_HUB_DISABLE_TELEMETRY="1")
             if engine == "toolkit":
-                cmd = [PY, "-m", "toolkit", "download", "bench", "--json"]
+                cmd = TOOLKIT_CMD
             elif engine == "hf_hub_download":
-                cmd = [PY, "-c", HF_CODE, REPO, src.name, str(out / "hf")]
+                cmd = hf_command(src.name, out / "hf")
             else:
-                cmd = [
-                    "aria2c",
-                    "-x8",
-                    "-s8",
-                    "-k1M",
-                    "-c",
-                    "--file-allocation=none",
-                    "--console-log-level=error",
-                    "-d",
-                    str(out),
-                    "-o",
-                    src.name,
-                    f"{url}/{REPO}/resolve/main/{src.name}",
-                ]
+                cmd = aria2c_command(url, src.name, out, "-c")
             at_kill, total, restart_s = kill_at_half_and_restart(cmd, env, stats, size)
             remove(out)
             results[engine] = {

@@ -8,22 +8,22 @@ each result's sha256 matched. Run with `nice -n 10 .venv/bin/python benchmarks/d
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 from download_common import (
-    HF_CODE,
     PY,
-    REPO,
     ROOT,
+    TOOLKIT_CMD,
+    aria2c_command,
     bench_dir,
     fresh_dir,
+    hf_command,
     make_file,
     remove,
     server,
+    sha256,
     summary,
     timed,
     toolkit_env,
@@ -35,14 +35,6 @@ API_CODE = (
     "m = Catalog.load().get('bench'); t = time.perf_counter(); snap, _ = download_variant(m, m.variants[0]); "
     "print(json.dumps({'seconds': time.perf_counter() - t, 'path': str(snap)}))"
 )
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(1 << 20):
-            h.update(b)
-    return h.hexdigest()
 
 
 def main() -> None:
@@ -77,7 +69,7 @@ def main() -> None:
             for engine in times:
                 out_dir = fresh_dir(f"{engine.split()[0]}-")
                 if engine == "toolkit":
-                    cmd = [PY, "-m", "toolkit", "download", "bench", "--json"]
+                    cmd = TOOLKIT_CMD
                     t, r = timed(cmd, toolkit_env(url, home, manifest))
                     result = Path(json.loads(r.stdout)["path"]) / src.name if r.returncode == 0 else None
                 elif engine == "toolkit API":
@@ -93,23 +85,10 @@ def main() -> None:
                         HF_HUB_ENABLE_HF_TRANSFER="0",
                         HF_XET_HIGH_PERFORMANCE="0",
                     )
-                    t, r = timed([PY, "-c", HF_CODE, REPO, src.name, str(out_dir)], env)
+                    t, r = timed(hf_command(src.name, out_dir), env)
                     result = Path(r.stdout.strip()) if r.returncode == 0 else None
                 else:
-                    cmd = [
-                        shutil.which("aria2c") or "aria2c",
-                        "-x8",
-                        "-s8",
-                        "-k1M",
-                        "--file-allocation=none",
-                        "--console-log-level=error",
-                        "--summary-interval=0",
-                        "-d",
-                        str(out_dir),
-                        "-o",
-                        src.name,
-                        f"{url}/{REPO}/resolve/main/{src.name}",
-                    ]
+                    cmd = aria2c_command(url, src.name, out_dir, "--summary-interval=0")
                     t, r = timed(cmd, toolkit_env(url, out_dir, manifest))
                     result = out_dir / src.name if r.returncode == 0 else None
                 if r.returncode != 0:
