@@ -92,6 +92,14 @@ def test_stages_sharing_a_file_share_one_session(float_pipeline):
     assert len({r.stage.id for r in runners}) == 4
 
 
+def test_pipeline_sessions_spin_only_while_they_run(float_pipeline):
+    # Several sessions run in turn: a pool spinning after its run would steal the next stage's cores.
+    for r in float_pipeline._runners:
+        options = r.session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+        assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+
+
 def test_float_greedy_equals_reference_forward(float_package, reference):
     model = LocalModel(float_package)
     prompt = _ids(70, 5)
