@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Loading a model starts a background huge-page collapse (toolkit/runtime/hugepages.py); in the test process it
+# would spend the CI machine's two cores re-backing pytest's own memory. tests/runtime/test_hugepages.py turns
+# it back on where it is the subject.
+os.environ.setdefault("TOOLKIT_HUGE_PAGES", "0")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = PROJECT_ROOT.parent / "shared" / "fixtures"

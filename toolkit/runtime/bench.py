@@ -98,6 +98,7 @@ def run_once(model: LocalModel, ids: list[int], new_tokens: int) -> BenchRun:
 
 def run_bench(model: LocalModel, config: BenchConfig, on_run=None) -> BenchResult:
     """Warm-up and timed runs for each prompt length; `on_run(run)` sees each timed run as it finishes."""
+    model.wait_for_huge_pages()  # time the model as it runs once loading has settled (see hugepages.py)
     result = BenchResult(model=model.describe())
     for n in config.prompt_tokens:
         ids = bench_prompt(model, n, config.seed)

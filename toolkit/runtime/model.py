@@ -90,6 +90,19 @@ class LocalModel:
         tail = prompt_text.rstrip()
         return tail.endswith(start) or tail.rfind(start) > tail.rfind(end)
 
+    def wait_for_huge_pages(self, timeout: float | None = None) -> None:
+        """Block until the background huge-page collapse (if any) is done; benchmarks call this."""
+        if self.pipeline.huge_pages is not None:
+            self.pipeline.huge_pages.wait(timeout)
+
+    def huge_pages_summary(self) -> dict:
+        job = self.pipeline.huge_pages
+        if job is None:
+            return {"enabled": False}
+        r = job.report
+        return {"enabled": True, "done": job.done, "collapsed_bytes": r.collapsed_bytes,
+                "seconds": round(r.seconds, 3), **({"reason": r.reason} if r.reason else {})}
+
     def describe(self) -> dict:
         """Facts for --json output and bench reports."""
         return {
@@ -101,4 +114,5 @@ class LocalModel:
             "window": self.pipeline.window,
             "load_seconds": round(self.load_seconds, 3),
             "stages": self.pipeline.report.stages,
+            "huge_pages": self.huge_pages_summary(),
         }

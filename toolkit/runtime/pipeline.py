@@ -57,6 +57,7 @@ class RuntimeOptions:
     provider: str | None = None
     ep_cache_dir: Path | None = None
     prefill_chunk: int | None = None  # prompt tokens per run for dynamic-length graphs (None: automatic)
+    huge_pages: bool = True  # re-back the loaded weights with transparent huge pages (Linux; see hugepages.py)
 
 
 @dataclass
@@ -91,13 +92,13 @@ class DecoderPipeline:
         self._runners: list[_Runner] = []
         sessions: dict[tuple[str, str], Any] = {}
         keys = [(stage.filename, repr(stage.session or config.session)) for stage in config.stages]
-        spin = len(set(keys)) == 1  # see providers.NO_SPIN
+        keep_spinning = len(set(keys)) == 1  # several sessions: see providers.SPIN_THEN_STOP
         for stage, key in zip(config.stages, keys, strict=True):
             created = sessions.get(key)
             if created is None:  # context and iterator often share one file: one session serves both
                 created = sessions[key] = create_session(
                     config.folder / stage.filename, stage.session or config.session, self.options.threads,
-                    self.options.provider, self.options.ep_cache_dir, spin,
+                    self.options.provider, self.options.ep_cache_dir, keep_spinning,
                 )
             run_options = ort.RunOptions()
             for entry, value in stage.run_options.items():
@@ -110,6 +111,11 @@ class DecoderPipeline:
             self.report.stages.append({"id": stage.id, "provider": created.provider,
                                        "seconds": round(created.load_seconds, 3), "from_cache": created.from_cache})
             self.report.notes += [n for n in created.notes if n not in self.report.notes]
+        self.huge_pages = None  # the background huge-page collapse, see hugepages.py
+        if self.options.huge_pages:
+            from toolkit.runtime.hugepages import start_collapse
+
+            self.huge_pages = start_collapse()
         self.report.seconds = time.perf_counter() - start
         self._names = config.names
         self._layers = config.num_hidden_layers
