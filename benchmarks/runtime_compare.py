@@ -10,12 +10,18 @@ Each engine runs in its own process (runtime_worker.py) and stays loaded; every 
 engine in turn for the same prompt ids (random ordinary-vocabulary ids, as BENCHMARKS.md says), so
 machine noise hits all engines alike. Reports medians with min/max, our ratios against each anchor,
 our Python overhead (share of decode time outside onnxruntime), and the effective memory bandwidth
-(weight bytes read per token x tokens/s) against a measured single-thread read bandwidth.
+(weight bytes read per token x tokens/s) against the read bandwidth measured with 1 and N threads.
+
+Our runtime moves the loaded weights to transparent huge pages (toolkit/runtime/hugepages.py) and, like
+`toolkit bench`, the worker waits for that before timing; its load_s includes the wait. With
+--huge-page-anchors onnxruntime-genai also runs a second time with GLIBC_TUNABLES=glibc.malloc.hugetlb=1,
+the same benefit given by hand, so the report shows how much of our lead is the huge pages.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -34,9 +40,12 @@ SETTLE_S = 1.0
 class Worker:
     """A running engine process."""
 
-    def __init__(self, engine: str, python: str, model: str, threads: int, passive: bool = False) -> None:
-        self.name = engine + ("-passive" if passive else "")
+    def __init__(self, engine: str, python: str, model: str, threads: int, passive: bool = False,
+                 huge_pages: bool = False) -> None:
+        self.name = engine + ("-passive" if passive else "") + ("-hugepages" if huge_pages else "")
         env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        if huge_pages:  # glibc backs malloc's large blocks with transparent huge pages (glibc 2.35+)
+            env["GLIBC_TUNABLES"] = "glibc.malloc.hugetlb=1"
         argv = [python, str(WORKER), engine, model, "--threads", str(threads)]
         if passive:
             env["OMP_WAIT_POLICY"] = "PASSIVE"
@@ -44,6 +53,7 @@ class Worker:
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         hello = json.loads(self._readline())
         self.load_s = hello["load_s"]
+        self.huge_pages = hello.get("huge_pages")
 
     def _readline(self) -> str:
         line = self.proc.stdout.readline()
@@ -61,14 +71,23 @@ class Worker:
         self.proc.wait(timeout=60)
 
 
-def read_bandwidth_gbs(size_mb: int = 1024, repeats: int = 3) -> float:
-    """Best single-thread read bandwidth over `size_mb` (numpy sum of a float32 array)."""
+def read_bandwidth_gbs(size_mb: int = 1024, repeats: int = 3, threads: int = 1) -> float:
+    """Best read bandwidth over `size_mb` (numpy sums of a float32 array, split over `threads` threads;
+    numpy releases the GIL while it sums). The array is moved to huge pages as our runtime's weights are."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sys.path.insert(0, str(HERE.parent))
+    from toolkit.runtime.hugepages import collapse_resident_memory
+
     a = np.ones(size_mb * (1 << 20) // 4, dtype=np.float32)
+    collapse_resident_memory()
+    parts = np.array_split(a, threads)
     best = 0.0
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a.sum()
-        best = max(best, a.nbytes / (time.perf_counter() - start) / 1e9)
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            list(pool.map(np.sum, parts))
+            best = max(best, a.nbytes / (time.perf_counter() - start) / 1e9)
     return best
 
 
@@ -127,6 +146,9 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--passive-anchors", action="store_true",
                    help="also run each anchor with idle threads blocking (our default) instead of spinning")
+    p.add_argument("--huge-page-anchors", action="store_true",
+                   help="also run onnxruntime-genai with GLIBC_TUNABLES=glibc.malloc.hugetlb=1, i.e. with the huge "
+                        "pages our runtime asks for itself")
     p.add_argument("--json", dest="json_out", help="write the full report here")
     args = p.parse_args()
     lengths = [int(x) for x in args.prompt_tokens.split(",")]
@@ -136,11 +158,16 @@ def main() -> None:
                Worker("genai", sys.executable, genai_package, args.threads)]
     if args.passive_anchors:
         workers.append(Worker("genai", sys.executable, genai_package, args.threads, passive=True))
+    if args.huge_page_anchors:
+        workers.append(Worker("genai", sys.executable, genai_package, args.threads, huge_pages=True))
     if args.gguf:
         workers.append(Worker("llamacpp", args.llama_python, args.gguf, args.threads))
         if args.passive_anchors:
             workers.append(Worker("llamacpp", args.llama_python, args.gguf, args.threads, passive=True))
     runs: dict[str, dict[int, list[dict]]] = {w.name: {n: [] for n in lengths} for w in workers}
+    # Every order of the engines in turn: an engine's run disturbs the next one (caches, the host's clock),
+    # so each engine must follow each other one equally often; --repeat 6 covers all orders of three.
+    orders = [list(p) for p in itertools.permutations(workers)]
     try:
         for n in lengths:
             ids = prompt_ids(n, 0)
@@ -148,7 +175,7 @@ def main() -> None:
                 for w in workers:
                     w.run(ids, 8)
             for rep in range(args.repeat):
-                order = workers[rep % len(workers):] + workers[:rep % len(workers)]
+                order = orders[rep % len(orders)]
                 for w in order:
                     time.sleep(SETTLE_S)  # let the previous engine's spinning threads go to sleep
                     r = w.run(ids, args.new_tokens)
@@ -160,16 +187,20 @@ def main() -> None:
             w.close()
 
     bandwidth = read_bandwidth_gbs()
+    bandwidth_all = read_bandwidth_gbs(threads=args.threads)
     bytes_tok = {"toolkit": bytes_per_token_package(Path(args.package)),
                  "genai": bytes_per_token_package(Path(genai_package))}
     if args.gguf:
         bytes_tok["llamacpp"] = bytes_per_token_gguf(Path(args.gguf), args.llama_python)
     for w in workers:
-        bytes_tok.setdefault(w.name, bytes_tok[w.name.removesuffix("-passive")])
+        bytes_tok.setdefault(w.name, bytes_tok[w.name.split("-")[0]])
     report = {"threads": args.threads, "new_tokens": args.new_tokens, "repeat": args.repeat,
-              "measured_read_bandwidth_gbs_1thread": round(bandwidth, 2), "engines": {}, "ratios": {}}
+              "measured_read_bandwidth_gbs_1thread": round(bandwidth, 2),
+              f"measured_read_bandwidth_gbs_{args.threads}threads": round(bandwidth_all, 2), "engines": {}, "ratios": {}}
     for w in workers:
         entry = {"load_s": round(w.load_s, 3), "weight_bytes_per_token": bytes_tok[w.name], "prompts": {}}
+        if w.huge_pages is not None:  # ours: load_s includes waiting for the background huge-page collapse
+            entry["huge_pages"] = w.huge_pages
         for n in lengths:
             rs = runs[w.name][n]
             dec = summarize([r["decode_tps"] for r in rs])
@@ -192,7 +223,7 @@ def main() -> None:
         }
 
     print(f"threads {args.threads}, {args.new_tokens} new tokens, {args.repeat} timed runs each (interleaved); "
-          f"read bandwidth {bandwidth:.1f} GB/s (1 thread)")
+          f"read bandwidth {bandwidth:.1f} GB/s (1 thread), {bandwidth_all:.1f} GB/s ({args.threads} threads)")
     for name, entry in report["engines"].items():
         for n, row in entry["prompts"].items():
             d, t = row["decode_tps"], row["ttft_s"]

@@ -31,6 +31,8 @@ class Toolkit:
         from toolkit.runtime.pipeline import RuntimeOptions
 
         self.model = LocalModel(Path(model), RuntimeOptions(threads=threads))
+        self.model.wait_for_huge_pages()  # as `toolkit bench` does; the collapse time is reported apart
+        self.extra = {"huge_pages": self.model.describe()["huge_pages"]}
 
     def run(self, ids: list[int], new: int) -> dict:
         from toolkit.runtime.bench import run_once
@@ -111,7 +113,8 @@ def main() -> None:
     args = parser.parse_args()
     start = time.perf_counter()
     engine = ENGINES[args.engine](args.model, args.threads, args.passive)
-    print(json.dumps({"ready": True, "load_s": time.perf_counter() - start}), flush=True)
+    print(json.dumps({"ready": True, "load_s": time.perf_counter() - start, **getattr(engine, "extra", {})}),
+          flush=True)
     for line in sys.stdin:
         if not line.strip():
             continue
