@@ -7,6 +7,8 @@ import mmap
 import os
 import platform
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -131,3 +133,37 @@ def test_model_reports_the_background_collapse(float_package, monkeypatch):
     assert set(info) >= {"collapsed_bytes", "seconds"}
     off = LocalModel(float_package, RuntimeOptions(threads=1, huge_pages=False))
     assert off.describe()["huge_pages"] == {"enabled": False}
+
+
+@needs_thp
+def test_background_collapse_waits_while_the_model_is_busy(monkeypatch):
+    monkeypatch.delenv(hugepages.ENV_SWITCH, raising=False)
+    mm, _ = _private_anonymous(32 << 20)
+    mm[:] = b"\x07" * (32 << 20)  # resident: at least one chunk to collapse
+    idle = threading.Event()  # cleared: a generation is running
+    job = hugepages.start_collapse(idle.wait)
+    time.sleep(0.5)
+    assert not job.done
+    idle.set()
+    report = job.wait(timeout=60)
+    assert job.done and report.collapsed_bytes > 0
+    mm.close()
+
+
+def test_a_generation_marks_the_pipeline_busy(float_package):
+    from toolkit.runtime.generate import GenerationConfig, generate_step
+    from toolkit.runtime.model import LocalModel
+    from toolkit.runtime.pipeline import RuntimeOptions
+
+    model = LocalModel(float_package, RuntimeOptions(threads=1, huge_pages=False))
+    idle = model.pipeline._idle
+    steps = generate_step(model, [1, 2, 3], GenerationConfig(max_new_tokens=3, ignore_eos=True))
+    assert idle.is_set()
+    next(steps)
+    assert not idle.is_set()
+    list(steps)
+    assert idle.is_set()
+    steps = generate_step(model, [1, 2, 3], GenerationConfig(max_new_tokens=3, ignore_eos=True))
+    next(steps)
+    steps.close()  # a cancelled answer frees the pipeline too
+    assert idle.is_set()

@@ -137,30 +137,31 @@ def generate_step(
     timings["prompt_tokens"], timings["reused_tokens"] = len(ids), reuse
     stops = set() if config.ignore_eos else set(model.eos_ids)
     stops.update(config.stop_token_ids)
-    rng = np.random.default_rng(config.sampling.seed)
-    history: list[int] = list(ids)
-    pipeline.reset()
-    pipeline.ensure_capacity(len(ids) + config.max_new_tokens)  # one allocation for the whole request
-    pipeline.position = reuse
-    model.cached_ids = []
-    start = time.perf_counter()
-    logits = pipeline.prefill(ids[reuse:])
-    model.cached_ids = list(ids)
-    timings["prefill_s"] = time.perf_counter() - start
-    for n in range(config.max_new_tokens):
-        token = sample(logits, config.sampling, history, rng)
-        if n == 0:
-            timings["first_token_at"] = time.perf_counter()
-        if token in stops:
-            timings["finish_reason_stop"] = 1
-            return
-        history.append(token)
-        yield token
-        if cancel is not None and cancel.is_set():
-            return
-        if n + 1 < config.max_new_tokens:
-            logits = pipeline.decode(token)
-            model.cached_ids.append(token)
+    with pipeline.busy():  # background work (huge pages) waits while a generation runs
+        rng = np.random.default_rng(config.sampling.seed)
+        history: list[int] = list(ids)
+        pipeline.reset()
+        pipeline.ensure_capacity(len(ids) + config.max_new_tokens)  # one allocation for the whole request
+        pipeline.position = reuse
+        model.cached_ids = []
+        start = time.perf_counter()
+        logits = pipeline.prefill(ids[reuse:])
+        model.cached_ids = list(ids)
+        timings["prefill_s"] = time.perf_counter() - start
+        for n in range(config.max_new_tokens):
+            token = sample(logits, config.sampling, history, rng)
+            if n == 0:
+                timings["first_token_at"] = time.perf_counter()
+            if token in stops:
+                timings["finish_reason_stop"] = 1
+                return
+            history.append(token)
+            yield token
+            if cancel is not None and cancel.is_set():
+                return
+            if n + 1 < config.max_new_tokens:
+                logits = pipeline.decode(token)
+                model.cached_ids.append(token)
 
 
 def stream_generate(

@@ -13,9 +13,12 @@ faults in them get huge pages, and `madvise(MADV_COLLAPSE)` (Linux 6.1+) to move
 Mostly-empty mappings (a reserved KV buffer) are only marked, never collapsed, so the resident size does
 not grow. Everything here is a hint: any failure leaves the memory as it was and the model runs as before.
 
-Collapsing costs time when free memory is fragmented (the kernel compacts to find 2 MiB blocks: ~4 s for
-1.2 GB on the test machine with a full page cache), so `start_collapse()` does it on a background thread:
-the model answers at once and gets faster when the thread is done; `toolkit bench` waits for it.
+Collapsing costs time when free memory is fragmented (the kernel compacts to find 2 MiB blocks: ~3-4 s for
+1.2 GB on the test machine with a full page cache) and, while it runs, it slows the threads reading the
+same memory (a one-shot answer started at once: time to first token 0.3 s -> 0.9 s). So `start_collapse()`
+works on a background thread at the lowest priority, in small chunks, and only while the model is idle
+(`gate`: the pipeline's idle event): a chat collapses while its user reads and types, a server between
+requests, a one-shot answer runs at its old speed; `toolkit bench` waits for it.
 """
 
 from __future__ import annotations
@@ -26,12 +29,13 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 MADV_HUGEPAGE = 14
 MADV_COLLAPSE = 25
 HUGE = 2 << 20
-CHUNK = 32 << 20
+CHUNK = 8 << 20  # ~20-30 ms of collapsing: the longest a new request can wait for the thread
 MIN_MAPPING = 8 << 20  # smaller mappings are not worth a system call
 MIN_RESIDENT_SHARE = 0.9  # collapse only mappings this full: collapsing fills holes with zero pages
 ENV_SWITCH = "TOOLKIT_HUGE_PAGES"  # "0" turns this off
@@ -74,18 +78,19 @@ def _candidates(smaps_text: str) -> list[tuple[int, int, int]]:
     return [tuple(c) for c in out]  # type: ignore[misc]
 
 
-def collapse_resident_memory() -> HugePageReport:
-    """Mark large private anonymous mappings for huge pages and collapse the mostly resident ones."""
+def collapse_resident_memory(gate: Callable[[], object] | None = None) -> HugePageReport:
+    """Mark large private anonymous mappings for huge pages and collapse the mostly resident ones; `gate()` is
+    called before each chunk and may block (until the model is idle)."""
     report = HugePageReport()
     start = time.perf_counter()
     try:
-        _collapse(report)
+        _collapse(report, gate)
     finally:
         report.seconds = time.perf_counter() - start
     return report
 
 
-def _collapse(report: HugePageReport) -> None:
+def _collapse(report: HugePageReport, gate: Callable[[], object] | None) -> None:
     if not sys.platform.startswith("linux"):
         report.reason = "not Linux"
         return
@@ -118,6 +123,8 @@ def _collapse(report: HugePageReport) -> None:
         if not collapse_works or resident < MIN_RESIDENT_SHARE * (end - start):
             continue
         for at in range(lo, hi, CHUNK):  # in chunks: one busy page (EAGAIN) spoils only its chunk
+            if gate is not None:
+                gate()
             if madvise(at, min(CHUNK, hi - at), MADV_COLLAPSE) != 0 and ctypes.get_errno() == errno.EINVAL:
                 collapse_works = False  # a kernel before 6.1 does not know MADV_COLLAPSE
                 break
@@ -141,13 +148,18 @@ def _anon_huge_bytes() -> int:
 class BackgroundCollapse:
     """`collapse_resident_memory()` on a daemon thread; `wait()` returns its report."""
 
-    def __init__(self) -> None:
+    def __init__(self, gate: Callable[[], object] | None = None) -> None:
         self.report = HugePageReport()
+        self._gate = gate
         self._thread = threading.Thread(target=self._run, name="toolkit-huge-pages", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        self.report = collapse_resident_memory()
+        try:  # lowest priority (on Linux, for this thread only): the model's own threads come first
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except (AttributeError, OSError):
+            pass
+        self.report = collapse_resident_memory(self._gate)
 
     @property
     def done(self) -> bool:
@@ -158,5 +170,5 @@ class BackgroundCollapse:
         return self.report
 
 
-def start_collapse() -> BackgroundCollapse:
-    return BackgroundCollapse()
+def start_collapse(gate: Callable[[], object] | None = None) -> BackgroundCollapse:
+    return BackgroundCollapse(gate)

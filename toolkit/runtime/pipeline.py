@@ -12,8 +12,10 @@ last real position when its input shape allows.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,11 +113,13 @@ class DecoderPipeline:
             self.report.stages.append({"id": stage.id, "provider": created.provider,
                                        "seconds": round(created.load_seconds, 3), "from_cache": created.from_cache})
             self.report.notes += [n for n in created.notes if n not in self.report.notes]
-        self.huge_pages = None  # the background huge-page collapse, see hugepages.py
+        self._idle = threading.Event()  # set while no generation runs (see busy())
+        self._idle.set()
+        self.huge_pages = None  # the background huge-page collapse, see hugepages.py; works only while idle
         if self.options.huge_pages:
             from toolkit.runtime.hugepages import start_collapse
 
-            self.huge_pages = start_collapse()
+            self.huge_pages = start_collapse(self._idle.wait)
         self.report.seconds = time.perf_counter() - start
         self._names = config.names
         self._layers = config.num_hidden_layers
@@ -124,6 +128,15 @@ class DecoderPipeline:
         self._plan_window()
         self.position = 0
         self.ort_seconds = 0.0  # time spent inside onnxruntime, for overhead profiling
+
+    @contextmanager
+    def busy(self) -> Iterator[None]:
+        """Mark a generation in progress: background work (the huge-page collapse) waits until it ends."""
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._idle.set()
 
     # ---- load-time analysis -------------------------------------------------------------------------------
     def _managed_inputs(self) -> set[str]:
