@@ -5,7 +5,6 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
-import platform
 import sys
 import threading
 import time
@@ -47,14 +46,6 @@ def test_only_large_private_anonymous_writable_mappings_are_candidates():
     ]
 
 
-def _kernel_at_least(major: int, minor: int) -> bool:
-    try:
-        parts = platform.release().split(".")
-        return (int(parts[0]), int(parts[1].split("-")[0])) >= (major, minor)
-    except (ValueError, IndexError):
-        return False
-
-
 def _mapping_of(address: int) -> dict[str, int]:
     """Rss and AnonHugePages (bytes) of the mapping holding `address`, from /proc/self/smaps."""
     inside = False
@@ -73,7 +64,7 @@ def _mapping_of(address: int) -> dict[str, int]:
 
 
 needs_thp = pytest.mark.skipif(
-    not sys.platform.startswith("linux") or hugepages._thp_mode() in ("", "never") or not _kernel_at_least(6, 1),
+    not sys.platform.startswith("linux") or hugepages._thp_mode() in ("", "never") or not hugepages._kernel_at_least(6, 1),
     reason="needs Linux 6.1+ with transparent huge pages not set to 'never'",
 )
 

@@ -112,7 +112,7 @@ def _collapse(report: HugePageReport, gate: Callable[[], object] | None) -> None
         report.reason = f"cannot inspect memory: {e}"
         return
     before = _anon_huge_bytes()
-    collapse_works = True
+    can_collapse = _kernel_at_least(6, 1)  # MADV_COLLAPSE is Linux 6.1+
     for start, end, resident in mappings:
         lo = -(-start // HUGE) * HUGE
         hi = end // HUGE * HUGE
@@ -120,17 +120,24 @@ def _collapse(report: HugePageReport, gate: Callable[[], object] | None) -> None
             continue
         if madvise(lo, hi - lo, MADV_HUGEPAGE) == 0:
             report.marked_bytes += hi - lo
-        if not collapse_works or resident < MIN_RESIDENT_SHARE * (end - start):
+        if not can_collapse or resident < MIN_RESIDENT_SHARE * (end - start):
             continue
         for at in range(lo, hi, CHUNK):  # in chunks: one busy page (EAGAIN) spoils only its chunk
             if gate is not None:
                 gate()
             if madvise(at, min(CHUNK, hi - at), MADV_COLLAPSE) != 0 and ctypes.get_errno() == errno.EINVAL:
-                collapse_works = False  # a kernel before 6.1 does not know MADV_COLLAPSE
-                break
+                break  # this mapping cannot have huge pages (another library marked it so): the next one
     report.collapsed_bytes = max(0, _anon_huge_bytes() - before)
-    if not report.collapsed_bytes and not collapse_works:
+    if not can_collapse:
         report.reason = "the kernel cannot collapse memory (MADV_COLLAPSE needs Linux 6.1)"
+
+
+def _kernel_at_least(major: int, minor: int) -> bool:
+    try:
+        parts = os.uname().release.split(".")
+        return (int(parts[0]), int(parts[1].split("-")[0])) >= (major, minor)
+    except (ValueError, IndexError):
+        return False
 
 
 def _anon_huge_bytes() -> int:
