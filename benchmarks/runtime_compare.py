@@ -14,8 +14,9 @@ our Python overhead (share of decode time outside onnxruntime), and the effectiv
 
 Our runtime moves the loaded weights to transparent huge pages (toolkit/runtime/hugepages.py) and, like
 `toolkit bench`, the worker waits for that before timing; its load_s includes the wait. With
---huge-page-anchors onnxruntime-genai also runs a second time with GLIBC_TUNABLES=glibc.malloc.hugetlb=1,
-the same benefit given by hand, so the report shows how much of our lead is the huge pages.
+--huge-page-anchors onnxruntime-genai and llama.cpp (weights read into memory instead of mapped) also run a
+second time with GLIBC_TUNABLES=glibc.malloc.hugetlb=1, the same benefit given by hand, so the report shows
+how much of our lead is the huge pages.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Worker:
         env = dict(os.environ, OMP_NUM_THREADS=str(threads))
         if huge_pages:  # glibc backs malloc's large blocks with transparent huge pages (glibc 2.35+)
             env["GLIBC_TUNABLES"] = "glibc.malloc.hugetlb=1"
+            env["TOOLKIT_BENCH_LLAMA_MMAP"] = "0"  # llama.cpp: weights in malloc'd memory, not the mapped file
         argv = [python, str(WORKER), engine, model, "--threads", str(threads)]
         if passive:
             env["OMP_WAIT_POLICY"] = "PASSIVE"
@@ -147,8 +149,8 @@ def main() -> None:
     p.add_argument("--passive-anchors", action="store_true",
                    help="also run each anchor with idle threads blocking (our default) instead of spinning")
     p.add_argument("--huge-page-anchors", action="store_true",
-                   help="also run onnxruntime-genai with GLIBC_TUNABLES=glibc.malloc.hugetlb=1, i.e. with the huge "
-                        "pages our runtime asks for itself")
+                   help="also run onnxruntime-genai and llama.cpp (without mmap) with "
+                        "GLIBC_TUNABLES=glibc.malloc.hugetlb=1, i.e. with the huge pages our runtime asks for itself")
     p.add_argument("--json", dest="json_out", help="write the full report here")
     args = p.parse_args()
     lengths = [int(x) for x in args.prompt_tokens.split(",")]
@@ -162,6 +164,8 @@ def main() -> None:
         workers.append(Worker("genai", sys.executable, genai_package, args.threads, huge_pages=True))
     if args.gguf:
         workers.append(Worker("llamacpp", args.llama_python, args.gguf, args.threads))
+        if args.huge_page_anchors:
+            workers.append(Worker("llamacpp", args.llama_python, args.gguf, args.threads, huge_pages=True))
         if args.passive_anchors:
             workers.append(Worker("llamacpp", args.llama_python, args.gguf, args.threads, passive=True))
     runs: dict[str, dict[int, list[dict]]] = {w.name: {n: [] for n in lengths} for w in workers}

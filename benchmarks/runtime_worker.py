@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import time
@@ -77,8 +78,11 @@ class LlamaCpp:
     def __init__(self, model: str, threads: int, passive: bool = False) -> None:
         from llama_cpp import Llama  # --passive: the harness sets OMP_WAIT_POLICY=PASSIVE for this process
 
+        # --huge-page-anchors: read the weights into malloc'd memory (which GLIBC_TUNABLES then backs with huge
+        # pages) instead of mapping the file from the page cache in 4 KiB pages
+        use_mmap = os.environ.get("TOOLKIT_BENCH_LLAMA_MMAP", "1") != "0"
         self.llm = Llama(model_path=model, n_threads=threads, n_threads_batch=threads, n_ctx=1024, n_batch=512,
-                         verbose=False)
+                         use_mmap=use_mmap, verbose=False)
 
     def _argmax(self) -> int:
         import llama_cpp
