@@ -117,8 +117,10 @@ def test_ctrl_c_stops_at_once_keeps_the_state_and_the_next_run_resumes(
         part = isolated_home / "partial" / hub.sha256("org/tiny", "model.onnx")
         proc = toolkit(env, "download", "tiny", "--json")
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        seen = None
+        while time.monotonic() < deadline and proc.poll() is None:
             state = load_state(part / "state.json", part / "data", SIZE)
+            seen = state.done_bytes if state else seen
             if state and state.done_bytes > SIZE // 5:
                 break
             time.sleep(0.02)
@@ -126,7 +128,7 @@ def test_ctrl_c_stops_at_once_keeps_the_state_and_the_next_run_resumes(
         t0 = time.monotonic()
         _, err = proc.communicate(timeout=20)
         stopped_in = time.monotonic() - t0
-        assert proc.returncode == 130 and "interrupted" in err
+        assert proc.returncode == 130 and "interrupted" in err, (proc.returncode, seen, err[-3000:])
         assert stopped_in < 3
         saved = load_state(part / "state.json", part / "data", SIZE)
         assert saved is not None and saved.done_bytes > SIZE // 5

@@ -73,6 +73,7 @@ def _private_anonymous(size: int) -> tuple[mmap.mmap, int]:
     """A private anonymous mapping (what malloc gives onnxruntime) and its address; numpy arrays are not used
     because numpy asks for huge pages itself."""
     mm = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    mm.madvise(mmap.MADV_NOHUGEPAGE)  # 4 KiB pages to start with, whatever the system's THP mode ("always" too)
     return mm, ctypes.addressof(ctypes.c_char.from_buffer(mm))
 
 
