@@ -5,7 +5,7 @@ it prepacks them (MatMulNBits), and glibc hands those out in 4 KiB pages unless 
 with `GLIBC_TUNABLES=glibc.malloc.hugetlb=1`; most distributions set transparent huge pages to
 `madvise`, so nothing else asks for 2 MiB pages. A gigabyte of weights in 4 KiB pages misses the TLB on
 every page it streams through. Measured on the 1.5B cpu-int4 package, 2 cores, interleaved A/B:
-decode +27 %, time to first token -39 % (the same for onnxruntime-genai started with the tunable).
+decode +24-29 %, time to first token -26-39 % (onnxruntime-genai started with the tunable gains 3-23 %).
 
 After the sessions exist, `collapse_resident_memory()` asks the kernel to re-back the process's large,
 mostly resident, private anonymous mappings with huge pages: `madvise(MADV_HUGEPAGE)` so that later
