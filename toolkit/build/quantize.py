@@ -153,6 +153,27 @@ def _gptq_inverse(hessian: np.ndarray, w: np.ndarray, damp: float) -> np.ndarray
     return np.linalg.cholesky(np.linalg.inv(H)).T
 
 
+def _gptq_sweep(W: np.ndarray, Hinv: np.ndarray, step: int, round_column) -> np.ndarray:
+    """The GPTQ column sweep in lazy batches of `step` columns. `round_column(j, column)` gives column j's
+    levels and their dequantized values; each rounding error is spread over the columns not yet rounded.
+    W (columns already in rounding order) is updated in place; returns the levels [rows, cols]."""
+    rows, cols = W.shape
+    Q = np.zeros((rows, cols), np.float64)
+    for b0 in range(0, cols, step):
+        b1 = min(b0 + step, cols)
+        W1 = W[:, b0:b1].copy()
+        Err = np.zeros_like(W1)
+        H1 = Hinv[b0:b1, b0:b1]
+        for i in range(b1 - b0):
+            q, dequantized = round_column(b0 + i, W1[:, i])
+            Q[:, b0 + i] = q
+            err = (W1[:, i] - dequantized) / H1[i, i]
+            W1[:, i:] -= np.outer(err, H1[i, i:])
+            Err[:, i] = err
+        W[:, b1:] -= Err @ Hinv[b0:b1, b1:]
+    return Q
+
+
 def gptq_blockwise(w: np.ndarray, hessian: np.ndarray, damp: float = 0.01, step: int = 128,
                    act_order: bool = True) -> BlockQuantized:
     """GPTQ with asymmetric 4-bit groups of 32 along the input axis (the MatMulNBits layout).
@@ -171,20 +192,13 @@ def gptq_blockwise(w: np.ndarray, hessian: np.ndarray, damp: float = 0.01, step:
     W = W[:, perm]
     Hinv = _gptq_inverse(H[np.ix_(perm, perm)], W, damp)
     group = perm // BLOCK
-    Q = np.zeros((rows, cols), np.uint8)
-    for b0 in range(0, cols, step):
-        b1 = min(b0 + step, cols)
-        W1 = W[:, b0:b1].copy()
-        Err = np.zeros_like(W1)
-        H1 = Hinv[b0:b1, b0:b1]
-        for i in range(b1 - b0):
-            s, z = scales[:, group[b0 + i]], zps[:, group[b0 + i]]
-            q = np.clip(np.round(W1[:, i] / s) + z, 0, 15)
-            Q[:, b0 + i] = q
-            err = (W1[:, i] - (q - z) * s) / H1[i, i]
-            W1[:, i:] -= np.outer(err, H1[i, i:])
-            Err[:, i] = err
-        W[:, b1:] -= Err @ Hinv[b0:b1, b1:]
+
+    def round_column(j: int, col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s, z = scales[:, group[j]], zps[:, group[j]]
+        q = np.clip(np.round(col / s) + z, 0, 15)
+        return q, (q - z) * s
+
+    Q = _gptq_sweep(W, Hinv, step, round_column).astype(np.uint8)
     levels = np.zeros((rows, n_blocks * BLOCK), np.uint8)
     levels[:, perm] = Q
     zero_pad = np.round(zps).astype(np.uint8)[:, -1:]
@@ -253,20 +267,12 @@ def quantize_gptq(w_in_out: np.ndarray, hessian: np.ndarray, damp: float = 0.01,
     perm = np.argsort(-np.diag(H), kind="stable") if act_order else np.arange(n_in)
     W = W[:, perm]
     Hinv = _gptq_inverse(H[np.ix_(perm, perm)], W, damp)
-    Q = np.zeros_like(W)
-    for b0 in range(0, n_in, block):
-        b1 = min(b0 + block, n_in)
-        W1 = W[:, b0:b1].copy()
-        Err = np.zeros_like(W1)
-        Hinv1 = Hinv[b0:b1, b0:b1]
-        for i in range(b1 - b0):
-            w = W1[:, i]
-            q = np.clip(np.round(w / s), -8, 7)
-            Q[:, b0 + i] = q
-            err = (w - q * s) / Hinv1[i, i]
-            W1[:, i:] -= np.outer(err, Hinv1[i, i:])
-            Err[:, i] = err
-        W[:, b1:] -= Err @ Hinv[b0:b1, b1:]
+
+    def round_column(j: int, col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        q = np.clip(np.round(col / s), -8, 7)
+        return q, q * s
+
+    Q = _gptq_sweep(W, Hinv, block, round_column)
     out = np.zeros_like(Q)
     out[:, perm] = Q
     return ChannelQuantized(out.T.astype(np.int8), s.astype(np.float32))
