@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
-from tests.conftest import PROJECT_ROOT
+from tests.helpers.cli import run_toolkit
 
 
 def toolkit(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "toolkit", *args], capture_output=True, text=True,
-                          cwd=PROJECT_ROOT, timeout=300)
+    return run_toolkit(*args, timeout=300)
 
 
 def test_build_then_eval_with_json(tmp_path, stories_checkpoint, stories_float_package, tinystories_text):

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
-from tests.conftest import MACHINES, PROJECT_ROOT
+from tests.conftest import MACHINES
+from tests.helpers.cli import run_toolkit
 
 
 def toolkit(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "toolkit", *args], capture_output=True, text=True, env=full_env, cwd=PROJECT_ROOT, timeout=120
-    )
+    return run_toolkit(*args, env=env)
 
 
 def test_list_json_shows_three_models_each_with_every_npu_vendor_and_cpu_chosen_here():

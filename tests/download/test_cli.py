@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.helpers.cli import run_toolkit
 from tests.helpers_net.hub_server import Faults, HubServer, random_bytes
 from tests.helpers_net.variants import hf_variant_json, write_manifest
 
@@ -18,16 +17,8 @@ DATA = random_bytes(1_500_000, seed=31)
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    e = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), TOOLKIT_DL_BACKOFF_BASE="0.01", TOOLKIT_DL_RETRIES="2")
-    e.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "toolkit", *args],
-        cwd=PROJECT_ROOT,
-        env=e,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_toolkit(*args, env={"TOOLKIT_DL_BACKOFF_BASE": "0.01", "TOOLKIT_DL_RETRIES": "2", **(env or {})},
+                       timeout=60)
 
 
 @pytest.fixture()

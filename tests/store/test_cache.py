@@ -6,13 +6,12 @@ import json
 import os
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.helpers.cli import run_toolkit
 from tests.helpers_net.hub_server import HubServer, random_bytes
 from tests.helpers_net.variants import fast_config, hf_variant, hf_variant_json, write_manifest
 from toolkit import paths
@@ -44,15 +43,7 @@ def store(isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
-    return subprocess.run(
-        [sys.executable, "-m", "toolkit", *args],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_toolkit(*args, timeout=60)
 
 
 def test_list_shows_variants_with_size(store) -> None:
