@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.helpers.cli import run_python, toolkit_process
 from tests.helpers_net.hub_server import HubServer, random_bytes
 from tests.helpers_net.variants import hf_variant_json, write_manifest
 from toolkit.download.state import load_state
@@ -36,7 +36,6 @@ def env(tmp_path: Path, isolated_home: Path) -> dict[str, str]:
             "TOOLKIT_DL_MIN_SPLIT": str(256 * 1024),
             "TOOLKIT_DL_SAVE_INTERVAL": "0.05",
             "TOOLKIT_DL_BACKOFF_BASE": "0.05",
-            "PYTHONPATH": str(PROJECT_ROOT),
         }
     )
     return e
@@ -49,9 +48,8 @@ def _sigint_default() -> None:
 
 
 def toolkit(env: dict[str, str], *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "toolkit", *args],
-        cwd=PROJECT_ROOT,
+    return toolkit_process(
+        *args,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -157,7 +155,6 @@ def test_a_file_larger_than_the_filesystem_allows_is_a_disk_error_exit_7(env: di
             limit
             + "sys.argv = ['toolkit', 'download', 'tiny']; runpy.run_module('toolkit', run_name='__main__')"
         )
-        out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True,
-                             text=True, timeout=60)  # fmt: skip
+        out = run_python(code, env=env, timeout=60)
     assert out.returncode == 7, out.stderr
     assert "file too large" in out.stderr and "TOOLKIT_HOME" in out.stderr

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.helpers.cli import toolkit_process
 from tests.helpers_net.hub_server import HubServer, random_bytes
 from tests.helpers_net.variants import fast_config, hf_variant
 from toolkit.download.api import download_variant
@@ -42,15 +42,8 @@ def filled_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture()
 def mirror_url(filled_store: Path):
     """A real `toolkit mirror serve --port 0` process over the filled store."""
-    env = dict(os.environ, TOOLKIT_HOME=str(filled_store), PYTHONPATH=str(PROJECT_ROOT))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "toolkit", "mirror", "serve", "--port", "0"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = toolkit_process("mirror", "serve", "--port", "0", env={"TOOLKIT_HOME": str(filled_store)},
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     assert " at http://127.0.0.1:" in line, proc.stderr.read() if proc.poll() is not None else line
     yield line.split(" at ")[1].split()[0]
