@@ -11,6 +11,8 @@ ToolkitError                    every error the CLI turns into a message and an 
 │   ├── IntegrityError          bytes did not match the expected size or sha256
 │   └── DiskFullError           not enough free space (needed and available in the message)
 ├── StoreError                  the local store is inconsistent or a path is unsafe
+│   └── NotInStoreError         the variant asked for is not in the store (exit 4, as any "not found")
+├── MissingFileError            a file or folder given by the user, or needed by a package, does not exist
 ├── PackageError                a model package (genai_config.json, graphs) is invalid
 ├── ModelLoadError              a runtime session could not be created
 └── BuildError                  a checkpoint could not be turned into a package
@@ -100,10 +102,22 @@ class StoreError(ToolkitError):
     exit_code = 8
 
 
+class NotInStoreError(StoreError):
+    """A variant named on the command line is not in the store."""
+
+    exit_code = 4
+
+
 class PackageError(ToolkitError):
     """A model package is invalid (names the file and field)."""
 
     exit_code = 9
+
+
+class MissingFileError(ToolkitError):
+    """A file or folder given on the command line, or one a package needs, does not exist (names the path)."""
+
+    exit_code = 4
 
 
 class ModelLoadError(ToolkitError):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from catalog.errors import PackageError
+from catalog.errors import MissingFileError, PackageError
 from toolkit.runtime.config import load_genai_config, parse_genai_config
 
 
@@ -82,7 +82,7 @@ def test_broken_configs_name_the_file_and_field(float_package, edit, message):
 
 
 def test_missing_and_invalid_json_files(tmp_path):
-    with pytest.raises(PackageError, match="genai_config.json: not found"):
+    with pytest.raises(MissingFileError, match="genai_config.json: not found"):
         load_genai_config(tmp_path)
     (tmp_path / "genai_config.json").write_text("{ not json")
     with pytest.raises(PackageError, match="not valid JSON"):

@@ -80,7 +80,7 @@ def test_remove_frees_blobs_no_other_variant_uses(store) -> None:
     assert not paths.snapshot_dir("a-cpu:1", s.root).exists()
     assert verify_variant(s, "b-cpu:1").ok  # the shared tokenizer blob stayed
     out = cli("cache", "remove", "nothing:1")
-    assert out.returncode == 8 and "nothing:1" in out.stderr
+    assert out.returncode == 4 and "nothing:1" in out.stderr  # not there: exit 4, as the README table says
 
 
 def test_prune_removes_old_unreferenced_blobs_stale_partials_and_unused_variants(store) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from catalog.errors import BuildError
+from catalog.errors import BuildError, MissingFileError
 from toolkit.build.checkpoint import Checkpoint
 from toolkit.build.linear import FloatLinear, NBitsLinear
 from toolkit.build.package import (
@@ -80,7 +80,7 @@ def _check_options(ckpt: Checkpoint, opts: BuildOptions) -> None:
     if opts.target == "npu-qdq" and opts.calibration_text is None:
         raise BuildError("--target npu-qdq needs --calibration-text FILE (activation ranges come from real text)")
     if opts.calibration_text is not None and not Path(opts.calibration_text).is_file():
-        raise BuildError(f"{opts.calibration_text}: calibration text file does not exist")
+        raise MissingFileError(f"{opts.calibration_text}: calibration text file does not exist")
     if ckpt.config.num_heads % ckpt.config.num_kv_heads:
         raise BuildError(f"{ckpt.folder / 'config.json'}: num_attention_heads is not a multiple of num_key_value_heads")
 

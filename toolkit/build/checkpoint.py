@@ -14,7 +14,7 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 
-from catalog.errors import BuildError
+from catalog.errors import BuildError, MissingFileError
 
 _DTYPES = {
     "F32": np.dtype(np.float32),
@@ -96,7 +96,7 @@ class Checkpoint:
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
         if not self.folder.is_dir():
-            raise BuildError(f"{self.folder}: checkpoint folder does not exist")
+            raise MissingFileError(f"{self.folder}: checkpoint folder does not exist")
         self.config = ModelConfig.from_file(self.folder / "config.json")
         self._index: dict[str, tuple[Path, str, list[int], int, int]] = {}
         files = sorted(self.folder.glob("*.safetensors"))

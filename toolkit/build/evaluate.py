@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from catalog.errors import PackageError
+from catalog.errors import MissingFileError, PackageError
 
 STORY_SEPARATOR = "<|endoftext|>"
 
@@ -142,7 +142,7 @@ def evaluate(package: str | Path, text_file: str | Path, reference: str | Path |
     """Perplexity of `package` on the text, and top-1 agreement with `reference` (an unquantized package)."""
     text_path = Path(text_file)
     if not text_path.is_file():
-        raise PackageError(f"{text_path}: text file does not exist")
+        raise MissingFileError(f"{text_path}: text file does not exist")
     run = PackageRunner(package)
     ref = PackageRunner(reference) if reference else None
     model = run.config["model"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from catalog.errors import PackageError
+from catalog.errors import MissingFileError, PackageError
 
 CONFIG_NAME = "genai_config.json"
 SUPPORTED_TYPES_PIPELINE = ("decoder-pipeline",)
@@ -360,7 +360,7 @@ def load_genai_config(package: Path) -> GenaiConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as e:
-        raise PackageError(f"{path}: not found (a model package needs {CONFIG_NAME})") from e
+        raise MissingFileError(f"{path}: not found (a model package needs {CONFIG_NAME})") from e
     except OSError as e:
         raise PackageError(f"{path}: cannot read: {e.strerror or e}") from e
     try:

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from catalog.errors import PackageError
+from catalog.errors import MissingFileError, PackageError
 from toolkit.runtime.config import CONFIG_NAME, GenaiConfig, load_genai_config
 from toolkit.runtime.pipeline import DecoderPipeline, RuntimeOptions
 from toolkit.runtime.tokenizer import PackageTokenizer
@@ -33,7 +33,7 @@ def package_root(folder: Path) -> Path:
     if len(found) == 1:
         return found[0]
     if not found:
-        raise PackageError(f"{folder}: no {CONFIG_NAME} found (not a model package)")
+        raise MissingFileError(f"{folder}: no {CONFIG_NAME} found (not a model package)")
     raise PackageError(f"{folder}: several packages inside ({', '.join(str(f) for f in found)}); give one path")
 
 
@@ -43,7 +43,7 @@ class LocalModel:
     def __init__(self, folder: Path, options: RuntimeOptions | None = None, markers: ChatMarkers | None = None) -> None:
         start = time.perf_counter()
         if not Path(folder).is_dir():
-            raise PackageError(f"{folder}: not a folder (expected a model package with {CONFIG_NAME})")
+            raise MissingFileError(f"{folder}: not a folder (expected a model package with {CONFIG_NAME})")
         self.folder = package_root(Path(folder))
         self.config: GenaiConfig = load_genai_config(self.folder)
         self.tokenizer = PackageTokenizer(self.folder)

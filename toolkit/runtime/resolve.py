@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from catalog.errors import PackageError, ToolkitError
+from catalog.errors import MissingFileError, ToolkitError
 from toolkit.runtime.config import CONFIG_NAME
 from toolkit.runtime.model import ChatMarkers, package_root
 
@@ -51,7 +51,7 @@ def resolve_model(
     path = Path(name).expanduser()
     if looks_like_path(name):
         if not path.is_dir():
-            raise PackageError(f"{path}: no such folder (expected a model package with {CONFIG_NAME})")
+            raise MissingFileError(f"{path}: no such folder (expected a model package with {CONFIG_NAME})")
         return ResolvedModel(package_root(path).resolve())
     from catalog.loader import Catalog
     from catalog.selection import select_variant

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from catalog.errors import PackageError
+from catalog.errors import MissingFileError, PackageError
 from toolkit.runtime.chat_template import ChatTemplate, load_chat_template
 
 
@@ -32,7 +32,7 @@ class PackageTokenizer:
         try:
             self._tok = Tokenizer.from_file(str(path))
         except FileNotFoundError as e:
-            raise PackageError(f"{path}: not found (the package has no tokenizer)") from e
+            raise MissingFileError(f"{path}: not found (the package has no tokenizer)") from e
         except Exception as e:  # the tokenizers library raises plain Exceptions for bad files
             raise PackageError(f"{path}: not a valid tokenizer.json: {e}") from e
         self.config = self._read_config(folder / "tokenizer_config.json")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from filelock import Timeout
 
-from catalog.errors import StoreError
+from catalog.errors import NotInStoreError
 from toolkit import paths
 from toolkit.store.blobs import Store, rmtree_readonly, sha256_file, unlink_readonly
 from toolkit.store.snapshots import last_used, snapshot_files
@@ -105,7 +105,7 @@ def remove_variant(store: Store, variant_id: str) -> int:
     """Delete a variant's snapshot folder and the blobs no other variant uses; return the bytes freed."""
     snap = paths.snapshot_dir(variant_id, store.root)
     if not snap.is_dir():
-        raise StoreError(f"{variant_id} is not in the store ({snap}); see `toolkit cache list`")
+        raise NotInStoreError(f"{variant_id} is not in the store ({snap}); see `toolkit cache list`")
     own = {f.sha256 for f in snapshot_files(variant_id, store.root)}
     with store.lock(f"variant-{variant_id.replace(':', '@')}"):
         rmtree_readonly(snap)
