@@ -19,6 +19,7 @@ from typing import Any
 
 from catalog.errors import ModelLoadError
 from toolkit.runtime.config import SessionConfig
+from toolkit.runtime.native_output import native_stdout_to_stderr
 
 EP_NAMES = {
     "cpu": "CPUExecutionProvider",
@@ -204,7 +205,14 @@ def create_session(
     keep_spinning: bool = True,
 ) -> StageSession:
     """A session for one stage on the first usable provider of its config; the CPU when none is, or when
-    the provider fails on this graph (unless it was forced with `provider_override`)."""
+    the provider fails on this graph (unless it was forced with `provider_override`). What the provider's
+    native code prints meanwhile goes to stderr, never into our stdout (`--json`, pipes)."""
+    with native_stdout_to_stderr():
+        return _create_session(model_path, cfg, threads, provider_override, cache_dir, keep_spinning)
+
+
+def _create_session(model_path: Path, cfg: SessionConfig, threads: int | None, provider_override: str | None,
+                    cache_dir: Path | None, keep_spinning: bool) -> StageSession:
     import onnxruntime as ort
 
     notes: list[str] = []
