@@ -88,3 +88,18 @@ def test_text_held_for_a_possible_stop_string_is_released_at_the_end(stories):
     # a stop string that starts like the end of the text but never completes: nothing may be lost
     result = generate(stories, [1], GenerationConfig(max_new_tokens=12, stop=(tail + "\u2603",)))
     assert result.text == full and result.stats.finish_reason == "length"
+
+
+
+def test_special_tokens_the_model_emits_are_not_text_unless_asked_for(stories, shared_fixtures):
+    # stories260K separates stories with <s> (BOS, a special token): after the end of this story it starts another
+    text = (shared_fixtures / "text" / "tinystories_sample.txt").read_text()
+    story = [d.strip() for d in text.split("<|endoftext|>") if d.strip()][1]
+    prompt = [1, *stories.tokenizer.encode(story)[-200:]]
+    config = GenerationConfig(max_new_tokens=12, ignore_eos=True)
+    assert list(generate_step(stories, prompt, config))[0] == 1
+    shown = generate(stories, prompt, config)
+    assert shown.text.startswith("Once upon a time") and "<s>" not in shown.text
+    assert shown.stats.generated_tokens == 12
+    literal = generate(stories, prompt, GenerationConfig(max_new_tokens=12, ignore_eos=True, show_special_tokens=True))
+    assert literal.text.startswith("<s>") and literal.text.removeprefix("<s>").strip() == shown.text.strip()

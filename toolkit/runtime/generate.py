@@ -36,6 +36,7 @@ class GenerationConfig:
     ignore_eos: bool = False
     truncate: bool = False
     reuse_cache: bool = True
+    show_special_tokens: bool = False  # BOS/EOS/role tokens a model emits are not text unless asked for
 
 
 @dataclass
@@ -164,6 +165,13 @@ def generate_step(
                 model.cached_ids.append(token)
 
 
+def _hidden_tokens(model: LocalModel, stops: Sequence[str]) -> set[int]:
+    """Control tokens that produce no text: every special token but the reasoning markers and stop strings."""
+    m = model.markers
+    keep = {m.reasoning_start, m.reasoning_end, *stops}
+    return {i for i, text in model.tokenizer.control_tokens().items() if text not in keep}
+
+
 def stream_generate(
     model: LocalModel,
     prompt: str | list[dict[str, Any]] | Sequence[int],
@@ -185,6 +193,7 @@ def stream_generate(
     splitter = ReasoningSplitter(m.reasoning_start, m.reasoning_end, in_reasoning=opens)
     stopper = StopStrings([*m.stop, *config.stop])
     detok = StreamingDetokenizer(tok)
+    hidden = set() if config.show_special_tokens else _hidden_tokens(model, stopper.stops)
     stats = GenerationStats()
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -192,6 +201,8 @@ def stream_generate(
     try:
         for token in generate_step(model, ids, config, cancel, timings):
             stats.generated_tokens += 1
+            if token in hidden:
+                continue
             safe, stop_string = stopper.feed(detok.add(token))
             for kind, piece in splitter.feed(safe):
                 yield GenerationEvent(kind, piece)

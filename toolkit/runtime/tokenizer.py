@@ -64,6 +64,10 @@ class PackageTokenizer:
                 out[key] = text
         return out
 
+    def control_tokens(self) -> dict[int, str]:
+        """Added tokens marked special (BOS, EOS, role markers): id -> text. They are not part of the text."""
+        return {i: t.content for i, t in self._tok.get_added_tokens_decoder().items() if t.special}
+
     def token_to_id(self, token: str | None) -> int | None:
         return None if token is None else self._tok.token_to_id(token)
 
