@@ -71,6 +71,19 @@ def is_permanent(error: BaseException) -> bool:
     return False
 
 
+def transport_problem(url: str, error: BaseException) -> str:
+    """What went wrong below HTTP, and what to do: a private CA for certificates, a mirror when offline."""
+    detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    if is_permanent(error):
+        return f"{detail} (set TOOLKIT_CA_BUNDLE for a private CA)"
+    if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout):
+        host = httpx.URL(url).host or url
+        return (f"{detail}; cannot reach {host}: this machine looks offline. To download from a toolkit mirror on "
+                "your network, set TOOLKIT_MIRROR=http://HOST:PORT (`toolkit mirror serve` on a machine that has "
+                "the model) or pass --mirror")
+    return detail
+
+
 def _retry_after(r: httpx.Response) -> float | None:
     value = r.headers.get("retry-after", "").strip()
     return float(value) if value.isdigit() else None
@@ -97,8 +110,7 @@ def get_json(
             )
         except httpx.HTTPError as e:
             if last or is_permanent(e):
-                hint = " (set TOOLKIT_CA_BUNDLE for a private CA)" if is_permanent(e) else ""
-                raise SourceError(f"{url}: {type(e).__name__}: {e or 'connection failed'}{hint}") from e
+                raise SourceError(f"{url}: {transport_problem(url, e)}") from e
             time.sleep(random.random() * backoff * 2**attempt)
             continue
         if (r.status_code == 429 or r.status_code >= 500) and not last:

@@ -21,7 +21,7 @@ from filelock import Timeout
 from catalog.errors import DiskFullError, DownloadError, IntegrityError, NotFoundError, SourceError
 from catalog.schema import Variant
 from catalog.sources import ResolvedFile, ResolvedVariant
-from catalog.sources.http import send
+from catalog.sources.http import send, transport_problem
 from toolkit.download.config import DownloadConfig
 from toolkit.download.progress import Progress
 from toolkit.download.state import load_state
@@ -91,7 +91,7 @@ def probe_size(client: httpx.Client, rf: ResolvedFile) -> int:
     try:
         r = send(client, "HEAD", rf.url, {}, rf.headers)
     except httpx.HTTPError as e:
-        raise DownloadError(f"{rf.url}: {type(e).__name__}: {e}") from e
+        raise DownloadError(f"{rf.url}: {transport_problem(rf.url, e)}") from e
     if r.status_code in (404, 410):
         raise NotFoundError(f"{rf.url}: not found ({r.status_code})")
     value = r.headers.get("x-linked-size") or r.headers.get("content-length")

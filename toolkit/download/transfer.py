@@ -25,7 +25,7 @@ from catalog.errors import (
     StoreError,
 )
 from catalog.sources import ResolvedFile
-from catalog.sources.http import is_permanent, send
+from catalog.sources.http import is_permanent, send, transport_problem
 from toolkit.download.config import DownloadConfig
 from toolkit.download.diskio import BINARY, PrefixHasher, disk_error, write_at
 from toolkit.download.plan import (
@@ -184,12 +184,10 @@ class FileTransfer:
                     raise _Retry("the server closed the response early")
             except (_Retry, httpx.TransportError) as e:
                 if isinstance(e, httpx.TransportError) and is_permanent(e):
-                    raise DownloadError(
-                        f"{self.rf.url}: {e} (set TOOLKIT_CA_BUNDLE for a private CA)"
-                    ) from None
+                    raise DownloadError(f"{self.rf.url}: {transport_problem(self.rf.url, e)}") from None
                 if isinstance(e, httpx.TransportError):
                     stall = isinstance(e, httpx.ReadTimeout)
-                    e = _Retry(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__, stall=stall)
+                    e = _Retry(transport_problem(self.rf.url, e), stall=stall)
                 if part.pos > start:
                     attempts = 0
                 if e.stall:
