@@ -28,14 +28,41 @@ U16_MAX = 65535
 MASK_VALUE = -100.0  # exp(-100) is 0 in fp32, and a uint16 grid over [-130, 30] keeps 0.0025 steps
 
 
+# Ops whose output holds values of their input (a view, or rows of a table): the output keeps the input's
+# quantization. QNN's HTP cannot finalize a Gather that requantizes (output scale or offset different from its
+# table's): it fails with QNN_COMMON_ERROR_MEM_ALLOC whatever the size. Split and Slice are left out on purpose:
+# each output is a part of the input, its own calibrated range is tighter, and HTP requantizes them fine.
+DATA_MOVEMENT = {"Gather", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Tile"}
+
+
+def _producer(g: Graph, x: str):
+    """The node that writes x (searched from the end: it is usually one of the last few)."""
+    return next((n for n in reversed(g.nodes) if x in n.output), None)
+
+
 class QDQ:
-    """Activation hook of the deployed graphs: uint16 QuantizeLinear -> DequantizeLinear from recorded ranges."""
+    """Activation hook of the deployed graphs: uint16 QuantizeLinear -> DequantizeLinear from recorded ranges.
+
+    The output of a data-movement op (DATA_MOVEMENT) reuses the scale and zero point of the DequantizeLinear
+    it reads from, as onnxruntime's QDQ quantizer does, instead of its own calibrated range.
+    """
 
     def __init__(self, ranges: dict[str, tuple[float, float]], keep_float: tuple[str, ...]) -> None:
         self.ranges = ranges
         self.keep_float = keep_float
         self.kept: set[str] = set()
         self._done: dict[tuple[int, str], str] = {}
+        self._params: dict[tuple[int, str], tuple[str, str]] = {}  # dq output -> (scale, zero point)
+
+    def _inherited(self, g: Graph, x: str) -> tuple[str, str] | None:
+        """(scale, zero point) of the DequantizeLinear that x is a data-movement view of, if any."""
+        node = _producer(g, x)
+        while node is not None and node.op_type in DATA_MOVEMENT:
+            src = node.input[0]
+            if (id(g), src) in self._params:
+                return self._params[(id(g), src)]
+            node = _producer(g, src)
+        return None
 
     def __call__(self, g: Graph, x: str, out: str | None = None) -> str:
         if out is None and (id(g), x) in self._done:  # shared constants are quantized once per graph
@@ -43,6 +70,19 @@ class QDQ:
         if any(k in x for k in self.keep_float):
             self.kept.add(x)
             return g.op("Identity", [x], name=out + "/id", outputs=[out]) if out else x
+        inherited = self._inherited(g, x)
+        if inherited is not None:
+            s, z = inherited
+        else:
+            s, z = self._new_params(g, x)
+        q = g.op("QuantizeLinear", [x, s, z], name=x + "_q")
+        dq = g.op("DequantizeLinear", [q, s, z], name=out or x + "_dq", outputs=[out] if out else None)
+        self._done[(id(g), x)] = dq
+        self._params[(id(g), dq)] = (s, z)
+        return dq
+
+    def _new_params(self, g: Graph, x: str) -> tuple[str, str]:
+        """Scale and zero point initializers from x's range (an initializer's values, else the calibrated range)."""
         inits = initializer_map(g)
         if x in inits:
             a = numpy_helper.to_array(inits[x])
@@ -54,12 +94,8 @@ class QDQ:
         lo, hi = min(lo, 0.0), max(hi, 0.0)
         scale = (hi - lo) / U16_MAX if hi > lo else 1.0
         zp = int(np.clip(round(-lo / scale), 0, U16_MAX))
-        s = g.init(x + "_scale", np.asarray(scale, np.float32))
-        z = g.init(x + "_zero_point", np.asarray(zp, np.uint16))
-        q = g.op("QuantizeLinear", [x, s, z], name=x + "_q")
-        dq = g.op("DequantizeLinear", [q, s, z], name=out or x + "_dq", outputs=[out] if out else None)
-        self._done[(id(g), x)] = dq
-        return dq
+        return (g.init(x + "_scale", np.asarray(scale, np.float32)),
+                g.init(x + "_zero_point", np.asarray(zp, np.uint16)))
 
 
 def _rotate_rows(w: np.ndarray, q: np.ndarray, chunk: int = 16384) -> np.ndarray:
