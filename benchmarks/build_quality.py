@@ -1,4 +1,4 @@
-"""Quality of our packages on stories260K (BENCHMARKS.md section 3): one run, every variant side by side.
+"""Quality of our packages on stories260K (perplexity and top-1 agreement with the float model): one run, every variant side by side.
 
 Builds float, cpu-int4 (RTN and GPTQ), npu-qdq without rotation (RTN), npu-qdq with QuaRot (RTN, two
 seeds) and npu-qdq with QuaRot + GPTQ; evaluates each on tinystories_sample.txt (perplexity and top-1

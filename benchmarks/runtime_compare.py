@@ -7,7 +7,7 @@
         --llama-python /work/bench-venv/bin/python [--genai-package DIR] [--json out.json]
 
 Each engine runs in its own process (runtime_worker.py) and stays loaded; every repetition asks each
-engine in turn for the same prompt ids (random ordinary-vocabulary ids, as BENCHMARKS.md says), so
+engine in turn for the same prompt ids (random ordinary-vocabulary ids, so no tokenizer differs), so
 machine noise hits all engines alike. Reports medians with min/max, our ratios against each anchor,
 our Python overhead (share of decode time outside onnxruntime), and the effective memory bandwidth
 (weight bytes read per token x tokens/s) against the read bandwidth measured with 1 and N threads.

@@ -43,7 +43,7 @@ class Toolkit:
 
 
 class Genai:
-    """onnxruntime-genai on a package, intra_op_num_threads set in its config as BENCHMARKS.md says."""
+    """onnxruntime-genai on a package, intra_op_num_threads set in its config (its default threads are ~2x slower)."""
 
     def __init__(self, model: str, threads: int, passive: bool = False) -> None:
         import onnxruntime_genai as og

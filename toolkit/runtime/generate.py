@@ -41,7 +41,7 @@ class GenerationConfig:
 
 @dataclass
 class GenerationStats:
-    """Timings of one generation. decode_tps = (N-1) / time of tokens 2..N, as BENCHMARKS.md defines it."""
+    """Timings of one generation. decode_tps = (N-1) / time of tokens 2..N (the first token is prefill's)."""
 
     prompt_tokens: int = 0
     reused_tokens: int = 0
