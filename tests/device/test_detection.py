@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from catalog import Catalog
 from catalog.selection import select_variant
 from tests.conftest import MACHINES
+from tests.helpers.cli import run_python, run_toolkit
 from toolkit.device import detect, recorded_sources
 from toolkit.device.probes import ProbeFailed, live_sources, subprocess_runner
 
@@ -133,3 +135,38 @@ def test_apple_silicon_reports_the_neural_engine_but_runs_the_cpu_build():
     assert "CoreMLExecutionProvider" in {e.name for e in report.execution_providers}
     for m in Catalog.load():
         assert select_variant(m, report.profile()).variant.device == "cpu"
+
+
+def _counting(sources):
+    calls = []
+
+    def probe():
+        calls.append(1)
+        return sources.probe_eps()
+
+    return dataclasses.replace(sources, probe_eps=probe), calls
+
+
+@pytest.mark.parametrize("machine", ["plain-x86-linux", *sorted(EXPECTED)])
+def test_selection_asks_onnxruntime_only_when_an_accelerator_is_present(machine):
+    sources, calls = _counting(recorded_sources(MACHINES / machine))
+    lazy = detect(sources, probe_eps=False)
+    full = detect(recorded_sources(MACHINES / machine))
+    assert len(calls) == (1 if full.npus or full.gpus else 0)
+    for m in Catalog.load():  # the same choice, with or without the probe
+        assert select_variant(m, lazy.profile()).variant.id == select_variant(m, full.profile()).variant.id
+
+
+def test_list_and_download_dry_run_do_not_import_onnxruntime_on_a_machine_without_accelerators(tmp_path):
+    report = detect(live_sources())
+    if report.npus or report.gpus:
+        pytest.skip("this machine has an NPU or GPU: selection must ask onnxruntime")
+    code = ("import sys; from toolkit.cli import main; sys.argv = ['toolkit', 'list', '--json']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('onnxruntime' in sys.modules, file=sys.stderr)")
+    out = run_python(code, env={"TOOLKIT_HOME": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.strip().splitlines()[-1] == "False"
+    device = run_toolkit("device", "--json", env={"TOOLKIT_HOME": str(tmp_path)})  # the full report probes
+    assert device.returncode == 0, device.stderr
+    assert "QNNExecutionProvider" in device.stdout or "CPUExecutionProvider" in device.stdout

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from catalog.selection import DeviceProfile
-from toolkit.device.detect import detect
+from toolkit.device.detect import NOT_PROBED, detect
 from toolkit.device.model import DeviceReport
 from toolkit.device.probes import MachineSources, live_sources, recorded_sources
 
@@ -61,22 +61,26 @@ def _cache_path() -> Path:
     return home() / "device.json"
 
 
-def current_report(refresh: bool = False) -> DeviceReport:
-    """This machine's report, from the cache when it is still valid."""
+def current_report(refresh: bool = False, probe_eps: bool = True) -> DeviceReport:
+    """This machine's report, from the cache when it is still valid. With `probe_eps=False` a report whose
+    execution providers were not probed (no NPU or GPU found; see `detect`) will do."""
     path = _cache_path()
     fp = _fingerprint()
     if not refresh:
         try:
             cached = json.loads(path.read_text(encoding="utf-8"))
-            if cached.get("fingerprint") == fp and time.time() - cached.get("time", 0) < CACHE_TTL_S:
+            fresh = cached.get("fingerprint") == fp and time.time() - cached.get("time", 0) < CACHE_TTL_S
+            if fresh and (cached.get("eps_probed", True) or not probe_eps):
                 return DeviceReport.from_dict(cached["report"])
         except (OSError, ValueError, KeyError, TypeError):
             pass
-    report = detect(live_sources())
+    report = detect(live_sources(), probe_eps)
+    probed = not any(u.reason == NOT_PROBED for u in report.unknown)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"device.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"fingerprint": fp, "time": time.time(), "report": report.to_dict()}), encoding="utf-8")
+        data = {"fingerprint": fp, "time": time.time(), "eps_probed": probed, "report": report.to_dict()}
+        tmp.write_text(json.dumps(data), encoding="utf-8")
         os.replace(tmp, path)
     except OSError:
         pass  # a read-only store only costs a slower start
@@ -84,5 +88,6 @@ def current_report(refresh: bool = False) -> DeviceReport:
 
 
 def current_profile(refresh: bool = False) -> DeviceProfile:
-    """What variant selection needs about this machine."""
-    return current_report(refresh).profile()
+    """What variant selection needs about this machine (onnxruntime is imported only if an NPU or GPU is
+    present, or the cached report already has the execution providers)."""
+    return current_report(refresh, probe_eps=False).profile()
