@@ -2,75 +2,84 @@
 
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
-from typing import Annotated
 
-import typer
-
+from toolkit.cli.options import add_json, whole_number
 from toolkit.cli.output import console, emit_json, human_size
+from toolkit.cli.parsing import Command, CommandParser
 
 
-def register(app: typer.Typer) -> None:
-    """Add the build and eval commands."""
+def _build_arguments(parser: CommandParser) -> None:
+    parser.add_argument("checkpoint", type=Path, metavar="CHECKPOINT",
+                        help="Hugging Face checkpoint folder (config.json, safetensors).")
+    parser.add_argument("--target", default="cpu-int4", metavar="TARGET",
+                        help="npu-qdq, cpu-int4 or float (default: %(default)s).")
+    parser.add_argument("--out", type=Path, default=Path("package"), metavar="DIR",
+                        help="Output package folder (default: %(default)s).")
+    parser.add_argument("--context-length", type=whole_number(1), default=4096, metavar="N",
+                        help="Static KV length (default: %(default)s).")
+    parser.add_argument("--window", type=whole_number(1), default=64, metavar="N",
+                        help="Prefill window, the context stage's length (default: %(default)s).")
+    parser.add_argument("--calibration-text", type=Path, metavar="FILE",
+                        help="Text for activation ranges (npu-qdq, required) and GPTQ (both int4 targets).")
+    parser.add_argument("--weights", default="gptq", metavar="METHOD",
+                        help="Rounding when calibration text is given: gptq or rtn (default: %(default)s).")
+    parser.add_argument("--no-rotate", action="store_true", help="npu-qdq: skip the QuaRot rotation.")
+    parser.add_argument("--keep-float", action="append", metavar="NAME",
+                        help="npu-qdq: tensor name parts kept unquantized (repeatable).")
+    parser.add_argument("--seed", type=int, default=0, metavar="N",
+                        help="Seed of the random Hadamard rotation (default: %(default)s).")
+    parser.add_argument("--overwrite", action="store_true", help="Replace a non-empty --out folder.")
+    parser.add_argument("--eval", type=Path, dest="eval_text", metavar="FILE",
+                        help="After building, evaluate on this text against a float build.")
+    add_json(parser)
 
-    @app.command("build")
-    def build(
-        checkpoint: Annotated[Path, typer.Argument(help="Hugging Face checkpoint folder (config.json, safetensors).")],
-        target: Annotated[str, typer.Option("--target", help="npu-qdq, cpu-int4 or float.")] = "cpu-int4",
-        out: Annotated[Path, typer.Option("--out", help="Output package folder.")] = Path("package"),
-        context_length: Annotated[int, typer.Option("--context-length", help="Static KV length.")] = 4096,
-        window: Annotated[int, typer.Option("--window", help="Prefill window (context stage length).")] = 64,
-        calibration_text: Annotated[Path | None, typer.Option(
-            "--calibration-text", help="Text for activation ranges (npu-qdq, required) and GPTQ (both int4 targets).")] = None,
-        weights: Annotated[str, typer.Option(
-            "--weights", help="Rounding when calibration text is given: gptq or rtn.")] = "gptq",
-        no_rotate: Annotated[bool, typer.Option("--no-rotate", help="npu-qdq: skip the QuaRot rotation.")] = False,
-        keep_float: Annotated[list[str] | None, typer.Option(
-            "--keep-float", help="npu-qdq: tensor name parts kept unquantized (repeatable).")] = None,
-        seed: Annotated[int, typer.Option("--seed", help="Seed of the random Hadamard rotation.")] = 0,
-        overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out folder.")] = False,
-        eval_text: Annotated[Path | None, typer.Option(
-            "--eval", help="After building, evaluate on this text against a float build.")] = None,
-        json_out: Annotated[bool, typer.Option("--json", help="Write JSON for scripts.")] = False,
-    ) -> None:
-        """Build a decoder-pipeline package (genai_config.json) from a checkpoint."""
-        from toolkit.build import BuildOptions, build_package
 
-        opts = BuildOptions(target=target, context_length=context_length, window=window,
-                            calibration_text=calibration_text, weight_method=weights, rotate=not no_rotate,
-                            seed=seed, overwrite=overwrite)
-        if keep_float is not None:
-            opts.keep_float = tuple(keep_float)
-        manifest = build_package(checkpoint, out, opts)
-        result = {"package": str(out), **{k: manifest[k] for k in ("target", "size", "build_seconds")},
-                  "files": manifest["files"]}
-        if eval_text is not None:
-            result["eval"] = _eval_against_float(checkpoint, out, eval_text, context_length, window)
-        if json_out:
-            emit_json(result)
-            return
-        c = console()
-        c.print(f"built {target} package in {out} ({human_size(manifest['size'])}, {manifest['build_seconds']} s)")
-        if "eval" in result:
-            _print_eval(result["eval"])
+def build(args: argparse.Namespace) -> None:
+    """Build the package, then evaluate it against a float build if --eval is given."""
+    from toolkit.build import BuildOptions, build_package
 
-    @app.command("eval")
-    def eval_(
-        package: Annotated[Path, typer.Argument(help="A package folder (genai_config.json).")],
-        text: Annotated[Path, typer.Option("--text", help="Text file; documents split on <|endoftext|>.")],
-        reference: Annotated[Path | None, typer.Option(
-            "--reference", help="Unquantized package to compare with (top-1 agreement).")] = None,
-        max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="Cut each document.")] = None,
-        json_out: Annotated[bool, typer.Option("--json", help="Write JSON (the default when not a TTY).")] = False,
-    ) -> None:
-        """Perplexity and top-1 agreement with the unquantized model, under teacher forcing."""
-        from toolkit.build import evaluate
+    checkpoint, out, target = args.checkpoint, args.out, args.target
+    opts = BuildOptions(target=target, context_length=args.context_length, window=args.window,
+                        calibration_text=args.calibration_text, weight_method=args.weights, rotate=not args.no_rotate,
+                        seed=args.seed, overwrite=args.overwrite)
+    if args.keep_float is not None:
+        opts.keep_float = tuple(args.keep_float)
+    manifest = build_package(checkpoint, out, opts)
+    result = {"package": str(out), **{k: manifest[k] for k in ("target", "size", "build_seconds")},
+              "files": manifest["files"]}
+    if args.eval_text is not None:
+        result["eval"] = _eval_against_float(checkpoint, out, args.eval_text, args.context_length, args.window)
+    if args.json:
+        emit_json(result)
+        return
+    c = console()
+    c.print(f"built {target} package in {out} ({human_size(manifest['size'])}, {manifest['build_seconds']} s)")
+    if "eval" in result:
+        _print_eval(result["eval"])
 
-        result = evaluate(package, text, reference, max_tokens)
-        if json_out or not _stdout_is_tty():
-            emit_json(result)
-        else:
-            _print_eval(result)
+
+def _eval_arguments(parser: CommandParser) -> None:
+    parser.add_argument("package", type=Path, metavar="PACKAGE", help="A package folder (genai_config.json).")
+    parser.add_argument("--text", type=Path, required=True, metavar="FILE",
+                        help="Text file; documents split on <|endoftext|>.")
+    parser.add_argument("--reference", type=Path, metavar="PACKAGE",
+                        help="Unquantized package to compare with (top-1 agreement).")
+    parser.add_argument("--max-tokens", type=whole_number(1), metavar="N", help="Cut each document.")
+    add_json(parser, help="Write JSON (the default when stdout is not a terminal).")
+
+
+def eval_(args: argparse.Namespace) -> None:
+    """Evaluate a package; JSON unless a person is watching."""
+    from toolkit.build import evaluate
+
+    result = evaluate(args.package, args.text, args.reference, args.max_tokens)
+    if args.json or not sys.stdout.isatty():
+        emit_json(result)
+    else:
+        _print_eval(result)
 
 
 def _eval_against_float(checkpoint: Path, package: Path, text: Path, context_length: int, window: int) -> dict:
@@ -84,12 +93,6 @@ def _eval_against_float(checkpoint: Path, package: Path, text: Path, context_len
         return evaluate(package, text, ref)
 
 
-def _stdout_is_tty() -> bool:
-    import sys
-
-    return sys.stdout.isatty()
-
-
 def _print_eval(result: dict) -> None:
     c = console()
     line = f"perplexity {result['perplexity']:.4f} over {result['tokens']} tokens"
@@ -97,3 +100,13 @@ def _print_eval(result: dict) -> None:
         line += (f"; reference {result['reference_perplexity']:.4f} (x{result['perplexity_ratio']:.4f}),"
                  f" top-1 agreement {result['top1_agreement']:.2%}")
     c.print(line)
+
+
+COMMANDS = (
+    Command("build", "Build a runnable package (genai_config.json) from a Hugging Face checkpoint.",
+            _build_arguments, build,
+            "Targets: npu-qdq (static-shape QDQ graphs for NPUs; needs --calibration-text), cpu-int4 "
+            "(int4 weights for the CPU) and float (the reference). No torch and no hub needed."),
+    Command("eval", "Measure perplexity and top-1 agreement with the unquantized model, under teacher forcing.",
+            _eval_arguments, eval_),
+)

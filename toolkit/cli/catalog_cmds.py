@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import os
+import argparse
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
-
+from toolkit.cli.options import add_device, add_json, device_override
 from toolkit.cli.output import console, emit_json, human_size
-
-ENV_DEVICE = "TOOLKIT_DEVICE"
-
-DeviceOpt = Annotated[
-    str | None,
-    typer.Option("--device", help="Only consider npu, gpu or cpu variants (default: $TOOLKIT_DEVICE, else best)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Write JSON for scripts.")]
-
-
-def device_override(flag: str | None) -> str | None:
-    """--device wins over TOOLKIT_DEVICE; empty means no override."""
-    return flag or os.environ.get(ENV_DEVICE) or None
+from toolkit.cli.parsing import Command, CommandParser
 
 
 def _variant_dict(sel_candidates: Any, chosen_id: str | None) -> list[dict[str, Any]]:
@@ -81,14 +68,18 @@ def catalog_rows(device: str | None, refresh: bool = False) -> list[dict[str, An
     return rows
 
 
-def list_models(
-    device: DeviceOpt = None,
-    all_variants: Annotated[bool, typer.Option("--all", help="Show every variant, not only the best one.")] = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """List the catalog: alias, parameters, the best variant for this machine, size, downloaded, license."""
-    rows = catalog_rows(device_override(device))
-    if as_json:
+def _list_arguments(parser: CommandParser) -> None:
+    parser.add_argument("--all", action="store_true", dest="all_variants",
+                        help="Show every variant, not only the best one.")
+    add_device(parser)
+    add_json(parser)
+
+
+def list_models(args: argparse.Namespace) -> None:
+    """The catalog as a table, or JSON."""
+    all_variants = args.all_variants
+    rows = catalog_rows(device_override(args.device))
+    if args.json:
         emit_json(rows)
         return
     from rich.table import Table
@@ -124,22 +115,24 @@ def list_models(
         out.print("[dim]* chosen for this machine; dim: not usable here; ~: approximate size[/dim]")
 
 
-def info(
-    alias: Annotated[str, typer.Argument(help="Model alias, other name or variant id.")],
-    device: DeviceOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Show one model: every variant, its source, files, sizes, quantization, context length, license."""
+def _info_arguments(parser: CommandParser) -> None:
+    parser.add_argument("alias", metavar="ALIAS", help="Model alias, other name or variant id.")
+    add_device(parser)
+    add_json(parser)
+
+
+def info(args: argparse.Namespace) -> None:
+    """One model with every variant, for people or as JSON."""
     from catalog import Catalog, NoVariantError
     from catalog.selection import Candidate, select_variant, usability
     from toolkit.device import current_profile
     from toolkit.paths import installed_variant_ids
 
-    m = Catalog.load().get(alias)
+    m = Catalog.load().get(args.alias)
     profile = current_profile()
     installed = installed_variant_ids()
     try:
-        sel = select_variant(m, profile, installed, device_override=device_override(device))
+        sel = select_variant(m, profile, installed, device_override=device_override(args.device))
         chosen, reason = sel.variant.id, sel.line()
     except NoVariantError as e:
         chosen, reason = None, str(e)
@@ -170,7 +163,7 @@ def info(
         "manifest": m.file,
         "variants": variants,
     }
-    if as_json:
+    if args.json:
         emit_json(data)
         return
     from rich.markup import escape
@@ -195,33 +188,33 @@ def info(
             out.print(f"     file {f['path']} {human_size(f['size'])} {f['sha256'] or ''}")
 
 
-def device_cmd(
-    as_json: JsonOpt = False,
-    device: DeviceOpt = None,
-    refresh: Annotated[bool, typer.Option("--refresh", help="Probe again instead of using the cached result.")] = False,
-    replay: Annotated[
-        Path | None,
-        typer.Option("--replay", help="Replay a recorded machine (a folder as in tests/fixtures/machines).", hidden=True),
-    ] = None,
-    eps_file: Annotated[str, typer.Option("--eps-file", hidden=True)] = "eps.json",
-) -> None:
-    """Show the hardware and execution providers found, and which variant each model would get, and why."""
+def _device_arguments(parser: CommandParser) -> None:
+    add_json(parser)
+    add_device(parser)
+    parser.add_argument("--refresh", action="store_true", help="Probe again instead of using the cached result.")
+    # Hidden: replay a recorded machine (a folder as in tests/fixtures/machines) and its providers file.
+    parser.add_argument("--replay", type=Path, metavar="PATH", help=argparse.SUPPRESS)
+    parser.add_argument("--eps-file", default="eps.json", metavar="NAME", help=argparse.SUPPRESS)
+
+
+def device_cmd(args: argparse.Namespace) -> None:
+    """This machine and the variant each model would get, for people or as JSON."""
     from catalog import Catalog, NoVariantError
     from catalog.selection import select_variant
     from toolkit.device import current_report, detect, recorded_sources
     from toolkit.paths import installed_variant_ids
 
-    report = detect(recorded_sources(replay, eps_file)) if replay else current_report(refresh)
+    report = detect(recorded_sources(args.replay, args.eps_file)) if args.replay else current_report(args.refresh)
     profile = report.profile()
-    installed = set() if replay else installed_variant_ids()
+    installed = set() if args.replay else installed_variant_ids()
     choices = []
     for m in Catalog.load():
         try:
-            sel = select_variant(m, profile, installed, device_override=device_override(device))
+            sel = select_variant(m, profile, installed, device_override=device_override(args.device))
             choices.append({"alias": m.alias, "variant": sel.variant.id, "device": sel.variant.device, "reason": sel.line()})
         except NoVariantError as e:
             choices.append({"alias": m.alias, "variant": None, "device": None, "reason": f"{m.alias}: {e}"})
-    if as_json:
+    if args.json:
         emit_json({**report.to_dict(), "selection": choices})
         return
     from rich.markup import escape
@@ -248,7 +241,15 @@ def device_cmd(
         out.print(escape(c["reason"]), soft_wrap=True)
 
 
-def register(app: typer.Typer) -> None:
-    app.command("list")(list_models)
-    app.command("info")(info)
-    app.command("device")(device_cmd)
+COMMANDS = (
+    Command("list", "List the catalog: the best variant of each model for this machine, size, license.",
+            _list_arguments, list_models,
+            "One row per model: alias, parameters, the variant chosen here, its device, size, whether it is "
+            "downloaded, and the license; --all shows every variant."),
+    Command("info", "Show one model: every variant, its source, files, sizes and quantization.",
+            _info_arguments, info,
+            "Also the context length, the license, the names it answers to, and whether each variant runs here."),
+    Command("device", "Show the NPUs, GPUs and execution providers found, and the variant each model gets.",
+            _device_arguments, device_cmd,
+            "The probe result is cached in $TOOLKIT_HOME/device.json; --refresh probes again."),
+)

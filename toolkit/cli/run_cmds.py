@@ -2,61 +2,105 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from dataclasses import replace
-from typing import Annotated
 
-import typer
-
+from toolkit.cli.options import (
+    add_device,
+    add_json,
+    add_mirror,
+    add_variant,
+    device_override,
+    number,
+    number_list,
+    whole_number,
+)
 from toolkit.cli.output import console, emit_json, human_size
+from toolkit.cli.parsing import Command, CommandParser, UsageError
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Write JSON for scripts.")]
-DeviceOpt = Annotated[str | None, typer.Option("--device", help="Prefer npu, gpu or cpu variants.")]
-VariantOpt = Annotated[str | None, typer.Option("--variant", help="Use this variant id.")]
-YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Download without asking when the model is missing.")]
-ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="CPU threads per stage (default: physical cores).")]
-EpOpt = Annotated[str | None, typer.Option("--ep", help="Force an execution provider for every stage (cpu, qnn...).")]
-MirrorOpt = Annotated[str | None, typer.Option("--mirror", help="Download from this toolkit mirror first "
-                                                                "(default: $TOOLKIT_MIRROR).")]
+NO_PROMPT = "no prompt: give --prompt, pipe text on stdin, or run in a terminal for a chat"
 
 
-def _load(model: str, device: str | None, variant: str | None, yes: bool, threads: int | None, ep: str | None,
-          quiet: bool, mirror: str | None = None, huge_pages: bool = True):
-    """Resolve (downloading if allowed) and load a model; returns the LocalModel and how it was found."""
-    from catalog.loader import Catalog  # noqa: F401  (fail early if the catalog is broken)
-    from toolkit.cli.catalog_cmds import device_override
-    from toolkit.runtime.model import LocalModel
-    from toolkit.runtime.pipeline import RuntimeOptions
+def _model_arguments(parser: CommandParser) -> None:
+    """MODEL and the options of finding and loading it, shared by run and bench."""
+    parser.add_argument("model", metavar="MODEL", help="A catalog alias (e.g. deepseek_r1_1_5) or a package folder.")
+    add_device(parser)
+    add_variant(parser)
+    parser.add_argument("-y", "--yes", action="store_true", help="Download without asking when the model is missing.")
+    parser.add_argument("--threads", type=whole_number(1), metavar="N",
+                        help="CPU threads per stage (default: physical cores).")
+    parser.add_argument("--ep", metavar="EP", help="Force an execution provider for every stage (cpu, qnn...).")
+    add_mirror(parser)
+    add_json(parser)
+
+
+def _confirm(question: str) -> bool:
+    """Ask on stderr, only when a person can answer; Enter means yes."""
+    if not sys.stdin.isatty():
+        return False
+    sys.stderr.write(f"{question} [Y/n] ")
+    sys.stderr.flush()
+    try:
+        answer = input().strip().lower()
+    except EOFError:
+        return False
+    return answer in ("", "y", "yes")
+
+
+def _resolve(args: argparse.Namespace):
+    """The package folder for MODEL (downloading it if --yes or the user agrees), or the error saying why not."""
     from toolkit.runtime.resolve import resolve_model
 
-    def confirm(question: str) -> bool:
-        if yes:
-            return True
-        if not sys.stdin.isatty():
-            return False
-        return typer.confirm(question, default=True, err=True)
-
     progress = None
-    if not quiet:
+    if not args.json:
         from toolkit.download.render import for_terminal
 
         progress = for_terminal()
-    resolved = resolve_model(model, device_override(device), variant, confirm, progress, mirror)
+    confirm = (lambda question: True) if args.yes else _confirm
+    return resolve_model(args.model, device_override(args.device), args.variant, confirm, progress, args.mirror)
+
+
+def _open(resolved, args: argparse.Namespace, huge_pages: bool = True):
+    """Load a resolved package with the runtime options given on the command line."""
     from toolkit import paths
+    from toolkit.runtime.model import LocalModel
+    from toolkit.runtime.pipeline import RuntimeOptions
 
-    options = RuntimeOptions(threads=threads, provider=ep, ep_cache_dir=paths.home() / "ep-cache", huge_pages=huge_pages)
-    return LocalModel(resolved.folder, options, resolved.markers), resolved
+    options = RuntimeOptions(threads=args.threads, provider=args.ep, ep_cache_dir=paths.home() / "ep-cache",
+                             huge_pages=huge_pages)
+    return LocalModel(resolved.folder, options, resolved.markers)
 
 
-def _generation_config(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop, truncate):
+def _generation_config(args: argparse.Namespace):
     from toolkit.runtime.generate import GenerationConfig
     from toolkit.runtime.sampler import SamplingParams
 
     try:
-        sampling = SamplingParams(temperature, top_k, top_p, min_p, repetition_penalty, seed)
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from e
-    return GenerationConfig(max_new_tokens=max_tokens, sampling=sampling, stop=tuple(stop or ()), truncate=truncate)
+        sampling = SamplingParams(args.temperature, args.top_k, args.top_p, args.min_p, args.repetition_penalty,
+                                  args.seed)
+    except ValueError as e:  # the message starts with the field: "top_p must be in (0, 1], got 2.0"
+        option = "--" + str(e).split()[0].replace("_", "-")
+        raise UsageError(f"argument {option}: {e}") from None
+    return GenerationConfig(max_new_tokens=args.max_tokens, sampling=sampling, stop=tuple(args.stop or ()),
+                            truncate=args.truncate)
+
+
+def _prompt(args: argparse.Namespace) -> str | None:
+    """--prompt, else piped stdin (read once the model is found); None means a chat in the terminal."""
+    if args.prompt is not None or sys.stdin.isatty():
+        return args.prompt
+    text = sys.stdin.read()
+    if not text.strip():
+        raise UsageError(NO_PROMPT)
+    return text
+
+
+def _prompt_text(text: str) -> str:
+    """An argparse type: a prompt with something in it."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the prompt is empty")
+    return text
 
 
 def _stats_line(stats) -> str:
@@ -115,112 +159,123 @@ def _chat(session, config, out, err, show_reasoning: bool) -> None:
             err.print("(stopped)", style="dim")
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("run")
-    def run_cmd(
-        model: Annotated[str, typer.Argument(help="A catalog alias (e.g. deepseek_r1_1_5) or a package folder.")],
-        prompt: Annotated[str | None, typer.Option("--prompt", "-p", help="One-shot prompt (else stdin or chat).")] = None,
-        system: Annotated[str | None, typer.Option("--system", help="System prompt.")] = None,
-        max_tokens: Annotated[int, typer.Option("--max-tokens", "-n", min=1, help="Most tokens to generate.")] = 1024,
-        temperature: Annotated[float, typer.Option("--temperature", "-t", min=0.0, help="0 is greedy.")] = 0.6,
-        top_k: Annotated[int, typer.Option("--top-k", min=0)] = 0,
-        top_p: Annotated[float, typer.Option("--top-p")] = 0.95,
-        min_p: Annotated[float, typer.Option("--min-p")] = 0.0,
-        repetition_penalty: Annotated[float, typer.Option("--repetition-penalty")] = 1.0,
-        seed: Annotated[int | None, typer.Option("--seed")] = None,
-        stop: Annotated[list[str] | None, typer.Option("--stop", help="Stop at this text (repeatable).")] = None,
-        truncate: Annotated[bool, typer.Option("--truncate", help="Drop the oldest prompt tokens if too long.")] = False,
-        hide_reasoning: Annotated[bool, typer.Option("--hide-reasoning", help="Do not print the reasoning.")] = False,
-        device: DeviceOpt = None, variant: VariantOpt = None, yes: YesOpt = False, threads: ThreadsOpt = None,
-        ep: EpOpt = None, mirror: MirrorOpt = None, json_out: JsonOpt = False,
-    ) -> None:
-        """Chat with a model, or answer one prompt (--prompt or piped stdin), streaming reasoning and answer."""
-        from toolkit.runtime.chat import ChatSession
-        from toolkit.runtime.generate import generate
+def _run_arguments(parser: CommandParser) -> None:
+    parser.add_argument("-p", "--prompt", type=_prompt_text, metavar="TEXT", help="One-shot prompt (else piped stdin, else a chat).")
+    parser.add_argument("--system", metavar="TEXT", help="System prompt.")
+    parser.add_argument("-n", "--max-tokens", type=whole_number(1), default=1024, metavar="N",
+                        help="Most tokens to generate (default: %(default)s).")
+    parser.add_argument("-t", "--temperature", type=number(0.0), default=0.6, metavar="T",
+                        help="Sampling temperature; 0 is greedy (default: %(default)s).")
+    parser.add_argument("--top-k", type=whole_number(0), default=0, metavar="K",
+                        help="Sample from the K most likely tokens; 0 is all (default: %(default)s).")
+    parser.add_argument("--top-p", type=float, default=0.95, metavar="P",
+                        help="Nucleus sampling, in (0, 1] (default: %(default)s).")
+    parser.add_argument("--min-p", type=float, default=0.0, metavar="P",
+                        help="Drop tokens less likely than P times the most likely, in [0, 1) (default: %(default)s).")
+    parser.add_argument("--repetition-penalty", type=float, default=1.0, metavar="X",
+                        help="Above 1 discourages repeating tokens (default: %(default)s).")
+    parser.add_argument("--seed", type=int, metavar="N", help="Seed for reproducible sampling.")
+    parser.add_argument("--stop", action="append", metavar="TEXT", help="Stop at this text (repeatable).")
+    parser.add_argument("--truncate", action="store_true", help="Drop the oldest prompt tokens if too long.")
+    parser.add_argument("--hide-reasoning", action="store_true", help="Do not print the reasoning.")
+    _model_arguments(parser)
 
-        if prompt is None and not sys.stdin.isatty():
-            prompt = sys.stdin.read()
-        if prompt is not None and not prompt.strip():
-            raise typer.BadParameter("the prompt is empty", param_hint="--prompt")
-        config = _generation_config(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop,
-                                    truncate)
-        err = console(stderr=True)
-        loaded, resolved = _load(model, device, variant, yes, threads, ep, quiet=json_out, mirror=mirror)
-        for note in loaded.pipeline.report.notes:
-            err.print(note, style="yellow", markup=False)
-        messages = ([{"role": "system", "content": system}] if system else [])
-        if json_out:
-            if prompt is None:
-                raise typer.BadParameter("--json needs --prompt or piped input")
-            result = generate(loaded, [*messages, {"role": "user", "content": prompt}], config)
-            emit_json({"model": {**loaded.describe(), "alias": resolved.alias, "variant": resolved.variant_id},
-                       "text": result.text, "reasoning": result.reasoning, "stats": result.stats.as_dict()})
-            return
-        err.print(f"loaded {resolved.variant_id or loaded.folder} in {loaded.load_seconds:.2f} s "
-                  f"({', '.join(sorted(set(loaded.pipeline.providers)))})", style="dim", markup=False)
-        out = console()
-        session = ChatSession(loaded, system)
-        if prompt is not None:
-            try:
-                _stream(session.send(prompt, config), out, err, not hide_reasoning)
-            except KeyboardInterrupt:
-                out.print()
-                raise typer.Exit(130) from None
-            return
-        _chat(session, config, out, err, not hide_reasoning)
 
-    @app.command("bench")
-    def bench_cmd(
-        model: Annotated[str, typer.Argument(help="A catalog alias or a package folder.")],
-        prompt_tokens: Annotated[str, typer.Option("--prompt-tokens", help="Prompt lengths, comma separated.")] = "32,512",
-        new_tokens: Annotated[int, typer.Option("--new-tokens", min=2, help="Tokens generated per run.")] = 64,
-        repeat: Annotated[int, typer.Option("--repeat", min=1, help="Timed runs per prompt length.")] = 3,
-        warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs first.")] = 1,
-        device: DeviceOpt = None, variant: VariantOpt = None, yes: YesOpt = False, threads: ThreadsOpt = None,
-        ep: EpOpt = None, mirror: MirrorOpt = None, json_out: JsonOpt = False,
-    ) -> None:
-        """Time to first token, prefill and decode tokens/s, peak memory and load time."""
-        from toolkit.runtime.bench import BenchConfig, run_bench
+def run_cmd(args: argparse.Namespace) -> None:
+    """Answer one prompt or chat; the model is resolved before the prompt is read."""
+    from toolkit.runtime.chat import ChatSession
+    from toolkit.runtime.generate import generate
 
+    config = _generation_config(args)
+    if args.json and args.prompt is None and sys.stdin.isatty():
+        raise UsageError("--json needs --prompt or piped input")
+    resolved = _resolve(args)
+    prompt = _prompt(args)
+    err = console(stderr=True)
+    loaded = _open(resolved, args)
+    for note in loaded.pipeline.report.notes:
+        err.print(note, style="yellow", markup=False)
+    messages = ([{"role": "system", "content": args.system}] if args.system else [])
+    if args.json:
+        result = generate(loaded, [*messages, {"role": "user", "content": prompt}], config)
+        emit_json({"model": {**loaded.describe(), "alias": resolved.alias, "variant": resolved.variant_id},
+                   "text": result.text, "reasoning": result.reasoning, "stats": result.stats.as_dict()})
+        return
+    err.print(f"loaded {resolved.variant_id or loaded.folder} in {loaded.load_seconds:.2f} s "
+              f"({', '.join(sorted(set(loaded.pipeline.providers)))})", style="dim", markup=False)
+    out = console()
+    session = ChatSession(loaded, args.system)
+    show_reasoning = not args.hide_reasoning
+    if prompt is not None:
         try:
-            lengths = tuple(int(x) for x in prompt_tokens.split(",") if x.strip())
-        except ValueError:
-            raise typer.BadParameter("expected numbers like 32,512", param_hint="--prompt-tokens") from None
-        if not lengths or min(lengths) < 1:
-            raise typer.BadParameter("expected positive numbers", param_hint="--prompt-tokens")
-        err = console(stderr=True)
-        # The first (cold) load only measures loading; the second is the one timed, with huge pages.
-        loaded, resolved = _load(model, device, variant, yes, threads, ep, quiet=json_out, mirror=mirror,
-                                 huge_pages=False)
-        first_load = loaded.load_seconds
-        options, markers = replace(loaded.pipeline.options, huge_pages=True), loaded.markers
-        del loaded  # load again: the second load is the warm one (files cached, compiled NPU graphs reused)
-        from toolkit.runtime.model import LocalModel
+            _stream(session.send(prompt, config), out, err, show_reasoning)
+        except KeyboardInterrupt:
+            out.print()
+            sys.exit(130)
+        return
+    _chat(session, config, out, err, show_reasoning)
 
-        loaded = LocalModel(resolved.folder, options, markers)
 
-        def show(run) -> None:
-            if not json_out:
-                err.print(f"  prompt {run.prompt_tokens}: TTFT {run.ttft_s * 1000:.0f} ms, "
-                          f"decode {run.decode_tps:.1f} tok/s", style="dim")
+def _bench_arguments(parser: CommandParser) -> None:
+    parser.add_argument("--prompt-tokens", type=number_list, default="32,512", metavar="N,N",
+                        help="Prompt lengths, comma separated (default: %(default)s).")
+    parser.add_argument("--new-tokens", type=whole_number(2), default=64, metavar="N",
+                        help="Tokens generated per run (default: %(default)s).")
+    parser.add_argument("--repeat", type=whole_number(1), default=3, metavar="N",
+                        help="Timed runs per prompt length (default: %(default)s).")
+    parser.add_argument("--warmup", type=whole_number(0), default=1, metavar="N",
+                        help="Untimed runs first (default: %(default)s).")
+    _model_arguments(parser)
 
-        result = run_bench(loaded, BenchConfig(lengths, new_tokens, repeat, warmup), show)
-        data = result.as_dict()
-        data["model"].update(alias=resolved.alias, variant=resolved.variant_id, load_seconds_first=round(first_load, 3),
-                             load_seconds_warm=round(loaded.load_seconds, 3))
-        if json_out:
-            emit_json(data)
-            return
-        out = console()
-        huge = data["model"]["huge_pages"]
-        moved = (f"; {human_size(huge['collapsed_bytes'])} moved to huge pages in {huge['seconds']:.1f} s"
-                 if huge.get("collapsed_bytes") else "")
-        out.print(f"{resolved.variant_id or loaded.folder}: loaded in {first_load:.2f} s (again: "
-                  f"{loaded.load_seconds:.2f} s{moved}) on "
-                  f"{', '.join(sorted(set(loaded.pipeline.providers)))}; peak memory "
-                  f"{human_size(result.peak_rss_bytes)}", markup=False)
-        for row in data["results"]:
-            out.print(f"prompt {row['prompt_tokens']:>5}: TTFT {row['ttft_s']['median'] * 1000:7.1f} ms  "
-                      f"prefill {row['prefill_tps']['median']:8.1f} tok/s  decode {row['decode_tps']['median']:6.2f} "
-                      f"tok/s ({row['decode_tps']['min']:.2f}-{row['decode_tps']['max']:.2f})  "
-                      f"overhead {row['python_overhead_pct']:.1f} %", markup=False)
+
+def bench_cmd(args: argparse.Namespace) -> None:
+    """Load twice (cold, then warm with huge pages) and time generation at each prompt length."""
+    from toolkit.runtime.bench import BenchConfig, run_bench
+    from toolkit.runtime.model import LocalModel
+
+    json_out = args.json
+    err = console(stderr=True)
+    resolved = _resolve(args)
+    # The first (cold) load only measures loading; the second is the one timed, with huge pages.
+    loaded = _open(resolved, args, huge_pages=False)
+    first_load = loaded.load_seconds
+    options, markers = replace(loaded.pipeline.options, huge_pages=True), loaded.markers
+    del loaded  # load again: the second load is the warm one (files cached, compiled NPU graphs reused)
+    loaded = LocalModel(resolved.folder, options, markers)
+
+    def show(run) -> None:
+        if not json_out:
+            err.print(f"  prompt {run.prompt_tokens}: TTFT {run.ttft_s * 1000:.0f} ms, "
+                      f"decode {run.decode_tps:.1f} tok/s", style="dim")
+
+    result = run_bench(loaded, BenchConfig(args.prompt_tokens, args.new_tokens, args.repeat, args.warmup), show)
+    data = result.as_dict()
+    data["model"].update(alias=resolved.alias, variant=resolved.variant_id, load_seconds_first=round(first_load, 3),
+                         load_seconds_warm=round(loaded.load_seconds, 3))
+    if json_out:
+        emit_json(data)
+        return
+    out = console()
+    huge = data["model"]["huge_pages"]
+    moved = (f"; {human_size(huge['collapsed_bytes'])} moved to huge pages in {huge['seconds']:.1f} s"
+             if huge.get("collapsed_bytes") else "")
+    out.print(f"{resolved.variant_id or loaded.folder}: loaded in {first_load:.2f} s (again: "
+              f"{loaded.load_seconds:.2f} s{moved}) on "
+              f"{', '.join(sorted(set(loaded.pipeline.providers)))}; peak memory "
+              f"{human_size(result.peak_rss_bytes)}", markup=False)
+    for row in data["results"]:
+        out.print(f"prompt {row['prompt_tokens']:>5}: TTFT {row['ttft_s']['median'] * 1000:7.1f} ms  "
+                  f"prefill {row['prefill_tps']['median']:8.1f} tok/s  decode {row['decode_tps']['median']:6.2f} "
+                  f"tok/s ({row['decode_tps']['min']:.2f}-{row['decode_tps']['max']:.2f})  "
+                  f"overhead {row['python_overhead_pct']:.1f} %", markup=False)
+
+
+COMMANDS = (
+    Command("run", "Chat with a model, or answer one prompt (--prompt or piped stdin), streaming.",
+            _run_arguments, run_cmd,
+            "Reasoning is shown dimmed, apart from the answer; time to first token and tokens/s follow on "
+            "stderr. A model that is not downloaded yet is fetched after you agree (or with --yes)."),
+    Command("bench", "Measure time to first token, prefill and decode tokens/s, peak memory and load time.",
+            _bench_arguments, bench_cmd,
+            "The model is loaded twice: the first (cold) load is timed alone, the second one runs the benchmark."),
+)

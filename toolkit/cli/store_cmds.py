@@ -1,0 +1,199 @@
+"""`toolkit cache ...` and `toolkit mirror ...`: the local store, for people, scripts and a fleet."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from toolkit.cli.options import add_json, number, whole_number
+from toolkit.cli.output import console, emit_json, human_size
+from toolkit.cli.parsing import Command, CommandParser, Group
+
+
+def cache_list(args: argparse.Namespace) -> None:
+    """Downloaded variants with their size and when they were last used."""
+    from toolkit.store.blobs import Store
+    from toolkit.store.cache import list_cached
+
+    store = Store()
+    rows = [
+        {
+            "variant": c.variant_id,
+            "size": c.size,
+            "files": c.files,
+            "last_used": c.last_used,
+            "source": c.source,
+            "revision": c.revision,
+            "path": str(c.path),
+        }
+        for c in list_cached(store)
+    ]
+    if args.json:
+        return emit_json({"store": str(store.root), "variants": rows})
+    out = console()
+    if not rows:
+        out.print(f"nothing downloaded yet ({store.root})")
+        return
+    for r in rows:
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["last_used"])) if r["last_used"] else "?"
+        out.print(f"{r['variant']:<48} {human_size(r['size']):>10}  last used {used}")
+    out.print(f"store: {store.root}")
+
+
+def _verify_arguments(parser: CommandParser) -> None:
+    parser.add_argument("variant", nargs="*", metavar="VARIANT", help="Variant ids (default: all).")
+    parser.add_argument("--repair", action="store_true", help="Fetch damaged files again.")
+    add_json(parser)
+
+
+def cache_verify(args: argparse.Namespace) -> None:
+    """Re-hash downloaded files; IntegrityError (exit 6) if any is damaged and not repaired."""
+    from catalog.errors import IntegrityError
+    from toolkit.download.api import repair_variant
+    from toolkit.download.render import for_terminal
+    from toolkit.paths import installed_variant_ids
+    from toolkit.store.blobs import Store
+    from toolkit.store.cache import verify_variant
+
+    store = Store()
+    ids = list(args.variant or sorted(installed_variant_ids(store.root)))
+    results = []
+    for vid in ids:
+        r = verify_variant(store, vid)
+        repaired = bool(not r.ok and args.repair and repair_variant(r, for_terminal(args.json)))
+        results.append(
+            {"variant": vid, "files": r.checked, "ok": r.ok, "problems": r.problems, "repaired": repaired}
+        )
+    if args.json:
+        emit_json({"variants": results})
+    else:
+        out = console()
+        for r in results:
+            status = "ok" if r["ok"] else ("repaired" if r["repaired"] else "DAMAGED")
+            out.print(f"{r['variant']}: {status} ({r['files']} files)")
+            for p in r["problems"]:
+                out.print(f"  {p}")
+    bad = [r["variant"] for r in results if not r["ok"] and not r["repaired"]]
+    if bad:
+        raise IntegrityError(f"damaged: {', '.join(bad)}; run `toolkit cache verify --repair`")
+
+
+def _remove_arguments(parser: CommandParser) -> None:
+    parser.add_argument("variant", nargs="+", metavar="VARIANT", help="Variant ids to remove (see `toolkit cache list`).")
+    add_json(parser)
+
+
+def cache_remove(args: argparse.Namespace) -> None:
+    """Delete downloaded variants and the files no other variant shares."""
+    from toolkit.store.blobs import Store
+    from toolkit.store.cache import remove_variant
+
+    store = Store()
+    freed = {vid: remove_variant(store, vid) for vid in args.variant}
+    if args.json:
+        return emit_json({"removed": list(freed), "freed_bytes": sum(freed.values())})
+    console().print(f"removed {', '.join(freed)}; freed {human_size(sum(freed.values()))}")
+
+
+def _prune_arguments(parser: CommandParser) -> None:
+    parser.add_argument("--unused-days", type=number(0.0), metavar="DAYS",
+                        help="Also remove variants unused this long.")
+    parser.add_argument("--dry-run", action="store_true", help="Report only.")
+    add_json(parser)
+
+
+def cache_prune(args: argparse.Namespace) -> None:
+    """Reclaim space: unreferenced blobs, stale partial downloads, unfinished snapshots."""
+    dry_run = args.dry_run
+    from toolkit.store.blobs import Store
+    from toolkit.store.cache import collect_garbage
+
+    r = collect_garbage(Store(), unused_days=args.unused_days, dry_run=dry_run)
+    data = {
+        "dry_run": dry_run,
+        "removed_variants": r.removed_variants,
+        "removed_blobs": r.removed_blobs,
+        "removed_partials": r.removed_partials,
+        "freed_bytes": r.freed_bytes,
+    }
+    if args.json:
+        return emit_json(data)
+    verb = "would free" if dry_run else "freed"
+    console().print(
+        f"{verb} {human_size(r.freed_bytes)}: {len(r.removed_variants)} variant(s), "
+        f"{r.removed_blobs} blob(s), {r.removed_partials} partial download(s)"
+    )
+
+
+def _serve_arguments(parser: CommandParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="Address to bind (default: %(default)s).")
+    parser.add_argument("--port", type=whole_number(0, 65535), default=8765, metavar="PORT",
+                        help="Port; 0 takes any free port (default: %(default)s).")
+
+
+def mirror_serve(args: argparse.Namespace) -> None:
+    """Serve the store over HTTP until interrupted."""
+    from toolkit.mirror.server import serve
+    from toolkit.store.blobs import Store
+
+    server = serve(Store(), args.host, args.port)
+    print(
+        f"serving {server.store.root} at {server.url} (set TOOLKIT_MIRROR={server.url} on clients)",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
+def _export_arguments(parser: CommandParser) -> None:
+    parser.add_argument("dest", type=Path, metavar="DIR", help="Folder to write (served by any static web server).")
+    parser.add_argument("--variant", action="append", metavar="ID", help="Only this variant id (repeatable).")
+    add_json(parser)
+
+
+def mirror_export(args: argparse.Namespace) -> None:
+    """Write the mirror layout as static files (hard links where possible)."""
+    dest = args.dest
+    from toolkit.mirror.export import export
+    from toolkit.store.blobs import Store
+
+    r = export(Store(), dest, set(args.variant) if args.variant else None)
+    data: dict[str, Any] = {
+        "dest": str(dest),
+        "variants": r.variants,
+        "files": r.files,
+        "linked": r.linked,
+        "copied": r.copied,
+        "bytes_written": r.bytes,
+    }
+    if args.json:
+        return emit_json(data)
+    console().print(
+        f"exported {len(r.variants)} variant(s), {r.files} file(s) to {dest} "
+        f"({r.linked} linked, {r.copied} copied)"
+    )
+
+
+COMMANDS = (
+    Group("cache", "What is on disk: list, verify, remove, prune.", (
+        Command("list", "List downloaded variants with their size and when they were last used.", add_json, cache_list),
+        Command("verify", "Re-hash downloaded files against their recorded sha256.", _verify_arguments, cache_verify,
+                "Exits 6 if a file is damaged and not repaired; --repair fetches damaged files again."),
+        Command("remove", "Delete downloaded variants and the files no other variant shares.",
+                _remove_arguments, cache_remove),
+        Command("prune", "Reclaim space: unreferenced blobs, stale partial downloads, unfinished snapshots.",
+                _prune_arguments, cache_prune),
+    )),
+    Group("mirror", "Serve or export the local store so a fleet downloads from one place.", (
+        Command("serve", "Serve the store over HTTP for other machines (set TOOLKIT_MIRROR=URL on them).",
+                _serve_arguments, mirror_serve,
+                "A Hub-compatible subset: the revision API, resolve/ with Range, ETag and sha256."),
+        Command("export", "Write the mirror layout as static files (hard links where possible).",
+                _export_arguments, mirror_export,
+                "Any static web server can then serve the folder as a mirror."),
+    )),
+)
