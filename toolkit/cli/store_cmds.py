@@ -42,6 +42,26 @@ def cache_list(args: argparse.Namespace) -> None:
     out.print(f"store: {store.root}")
 
 
+def _add_arguments(parser: CommandParser) -> None:
+    parser.add_argument("package", type=Path, metavar="PACKAGE", help="A package folder (genai_config.json).")
+    parser.add_argument("--id", required=True, dest="variant_id", metavar="NAME:VERSION",
+                        help="Variant id to store it under, e.g. my-model-cpu:1.")
+    parser.add_argument("--alias", metavar="ALIAS", help="Model alias (default: the id's name, e.g. my_model_cpu).")
+    add_json(parser)
+
+
+def cache_add(args: argparse.Namespace) -> None:
+    """Install a package folder into the store and write the manifest that pins its files."""
+    from toolkit.download.render import for_terminal
+    from toolkit.runtime.add_package import add_package
+
+    added = add_package(args.package, args.variant_id, args.alias, for_terminal(args.json))
+    if args.json:
+        return emit_json(added.as_dict())
+    console().print(f"added {added.variant_id} ({added.files} files, {human_size(added.size_bytes)}) as "
+                    f"`toolkit run {added.alias}`; manifest {added.manifest_path}", soft_wrap=True, markup=False)
+
+
 def _verify_arguments(parser: CommandParser) -> None:
     parser.add_argument("variant", nargs="*", metavar="VARIANT", help="Variant ids (default: all).")
     parser.add_argument("--repair", action="store_true", help="Fetch damaged files again.")
@@ -179,8 +199,12 @@ def mirror_export(args: argparse.Namespace) -> None:
 
 
 COMMANDS = (
-    Group("cache", "What is on disk: list, verify, remove, prune.", (
+    Group("cache", "What is on disk: list, add, verify, remove, prune.", (
         Command("list", "List downloaded variants with their size and when they were last used.", add_json, cache_list),
+        Command("add", "Put a package folder you built into the store, with a manifest that pins its files.",
+                _add_arguments, cache_add,
+                "Then `toolkit run ALIAS` runs it and `toolkit mirror serve` publishes it; another machine "
+                "given the manifest downloads it with `toolkit download ALIAS --mirror URL`."),
         Command("verify", "Re-hash downloaded files against their recorded sha256.", _verify_arguments, cache_verify,
                 "Exits 6 if a file is damaged and not repaired; --repair fetches damaged files again."),
         Command("remove", "Delete downloaded variants and the files no other variant shares.",
