@@ -89,3 +89,11 @@ def test_an_invalid_user_manifest_stops_list_with_the_file_and_field(tmp_path):
     out = toolkit("list", "--json", env={"TOOLKIT_MANIFESTS": str(bad)})
     assert out.returncode == 3
     assert f"{bad}: display_name: is required" in out.stderr
+
+
+def test_list_explains_dimmed_variants_only_where_dim_can_be_seen():
+    piped = toolkit("list", "--all")
+    assert piped.returncode == 0, piped.stderr
+    assert "* chosen for this machine" in piped.stdout and "dim:" not in piped.stdout
+    terminal = toolkit("list", "--all", env={"FORCE_COLOR": "1"})  # rich renders as for a terminal
+    assert "dim: not usable here" in terminal.stdout  # the NPU variants of the built-in catalog are not usable here

@@ -87,12 +87,15 @@ def list_models(args: argparse.Namespace) -> None:
     table = Table(title=None, show_lines=False)
     for col in ("Alias", "Params", "Variant", "Device", "Size", "Downloaded", "License"):
         table.add_column(col, no_wrap=col != "Variant", overflow="fold")
+    dimmed = approximate = False
     for row in rows:
         variants = row["variants"] if all_variants else [v for v in row["variants"] if v["chosen"]]
         if not variants:
             table.add_row(row["alias"], row["parameters"], "[red]none fits[/red]", "", "", "", row["license"])
         for i, v in enumerate(variants):
             name = v["id"] if v["usable"] or not all_variants else f"[dim]{v['id']}[/dim]"
+            dimmed |= name.startswith("[dim]")
+            approximate |= "size_bytes" in v["unconfirmed"]
             if all_variants and v["chosen"]:
                 name = f"[bold]{v['id']}[/bold] *"
             table.add_row(
@@ -112,7 +115,12 @@ def list_models(args: argparse.Namespace) -> None:
 
             out.print(f"[red]{escape(row['alias'])}[/red]: {escape(row['reason'])}", soft_wrap=True)
     if all_variants:
-        out.print("[dim]* chosen for this machine; dim: not usable here; ~: approximate size[/dim]")
+        legend = ["* chosen for this machine"]
+        if dimmed and out.is_terminal:  # piped text has no dim: the words would point at nothing
+            legend.append("dim: not usable here")
+        if approximate:
+            legend.append("~: approximate size")
+        out.print(f"[dim]{'; '.join(legend)}[/dim]")
 
 
 def _info_arguments(parser: CommandParser) -> None:
