@@ -212,3 +212,20 @@ def test_a_listing_without_sizes_is_completed_with_head(hub: HubServer, tmp_path
     snap, _ = fetch(tmp_path)
     assert_verified(snap)
     assert any(r["method"] == "HEAD" for r in hub.requests)
+
+
+def test_a_server_that_ignores_range_and_sends_other_bytes_on_a_retry_is_caught(hub: HubServer, tmp_path: Path) -> None:
+    # The first stream pauses at 3/4 (the hasher catches up), then drops before the end; every later stream sends
+    # zeros for the first half and the real rest. The digest must cover the bytes in the file, not the first try's.
+    serve(hub, Faults(ignore_range=True, drop_at=SIZE - 1, drop_times=99, stall_at=SIZE * 3 // 4, stall_seconds=0.3,
+                      stall_times=99, zeros_after_drop=SIZE // 2))
+    with pytest.raises(IntegrityError):
+        fetch(tmp_path, restarts=1)
+    assert_nothing_final(tmp_path)
+
+
+def test_an_honest_server_that_ignores_range_and_drops_once_still_verifies(hub: HubServer, tmp_path: Path) -> None:
+    serve(hub, Faults(ignore_range=True, drop_at=SIZE - 1, drop_times=99, stall_at=SIZE * 3 // 4, stall_seconds=0.3,
+                      stall_times=99, zeros_after_drop=0))  # drops once, then sends the same bytes again
+    snap, _ = fetch(tmp_path)
+    assert_verified(snap)

@@ -39,6 +39,7 @@ class Faults:
     retry_after: str | None = "0"
     ignore_range: bool = False
     etag_change_after: int | None = None  # after this many body responses, ETag and content change
+    zeros_after_drop: int | None = None  # drop once, then bodies carry zeros below this offset (same ETag)
     stall_at: int | None = None  # stop sending at this absolute offset for stall_seconds
     stall_seconds: float = 0.0
     stall_times: int = 0
@@ -54,6 +55,8 @@ class HostedFile:
     lfs: bool = True
     faults: Faults = field(default_factory=Faults)
     changed: bool = False
+    poisoned_below: int = 0
+    dropped_once: bool = False
     body_responses: int = 0
 
     @property
@@ -69,6 +72,9 @@ class HostedFile:
                 chunk = f.read(end - start)
         if self.changed:
             chunk = bytes(b ^ 0x5A for b in chunk)
+        if start < self.poisoned_below:  # a hostile server: other bytes under the same name, size and ETag
+            n = min(end, self.poisoned_below) - start
+            chunk = bytes(n) + chunk[n:]
         return chunk
 
 
@@ -270,7 +276,8 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
                 return self._sendfile(repo, path, f, start, end)
             self.server_faults = fl
             stop = end
-            drop = fl.drop_at is not None and start <= fl.drop_at < end and self._take("drop_times")
+            drop = (fl.drop_at is not None and start <= fl.drop_at < end
+                    and not (fl.zeros_after_drop is not None and f.dropped_once) and self._take("drop_times"))
             if drop:
                 stop = fl.drop_at  # type: ignore[assignment]
             short = not drop and fl.short_by > 0 and self._take("short_times")
@@ -304,6 +311,8 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 return
             if drop or short:
+                if drop and fl.zeros_after_drop is not None:
+                    f.dropped_once, f.poisoned_below = True, fl.zeros_after_drop
                 self.wfile.flush()
                 try:
                     self.connection.shutdown(socket.SHUT_RDWR)

@@ -52,7 +52,9 @@ def disk_error(path: Path, e: OSError) -> DiskFullError | StoreError:
 class PrefixHasher(threading.Thread):
     """Hashes a file's written prefix as it grows: sha256, and git's blob sha1 or an md5 when asked.
 
-    `written_end(cursor)` says how far the bytes from `cursor` are on disk without a gap.
+    `written_end(cursor)` says how far the bytes from `cursor` are on disk without a gap. The digest is of
+    the bytes in the file, whatever path the transfer took: a write below what was already hashed (or is
+    being read) must call `rewritten(offset)` first, and hashing starts again from byte zero.
     """
 
     def __init__(
@@ -60,11 +62,31 @@ class PrefixHasher(threading.Thread):
     ) -> None:
         super().__init__(daemon=True, name="toolkit-hasher")
         self.path, self.size, self.written_end = path, size, written_end
-        self.cursor, self.stop = 0, threading.Event()
-        self.sha256 = hashlib.sha256()
-        self.sha1 = hashlib.sha1(f"blob {size}\0".encode()) if git else None
-        self.md5 = hashlib.md5(usedforsecurity=False) if md5 else None
+        self.git, self.with_md5 = git, md5
+        self.stop = threading.Event()
         self.error: BaseException | None = None
+        self.rewinds = 0
+        self._guard = threading.Lock()  # orders a write below `_claimed` against the read that covers it
+        self._stale = False
+        self._start_over()
+
+    def _start_over(self) -> None:
+        self.cursor = self._claimed = 0
+        self.sha256 = hashlib.sha256()
+        self.sha1 = hashlib.sha1(f"blob {self.size}\0".encode()) if self.git else None
+        self.md5 = hashlib.md5(usedforsecurity=False) if self.with_md5 else None
+
+    @property
+    def stale(self) -> bool:
+        """Bytes it hashed were written again and it has not started over (it had stopped)."""
+        with self._guard:
+            return self._stale
+
+    def rewritten(self, offset: int) -> None:
+        """Bytes at `offset` are about to be written again: if they were hashed (or are being read), start over."""
+        with self._guard:
+            if offset < self._claimed:
+                self._stale = True
 
     def run(self) -> None:
         try:
@@ -73,21 +95,32 @@ class PrefixHasher(threading.Thread):
             self.error = e
             return
         try:
-            while self.cursor < self.size and not self.stop.is_set():
+            while not self.stop.is_set():
+                # written_end takes the transfer's lock, which writers hold while they call rewritten():
+                # ask it outside the guard (only this thread moves the cursor)
                 avail = self.written_end(self.cursor)
-                if avail <= self.cursor:
-                    time.sleep(0.02)
-                    continue
-                data = read_at(fd, min(avail - self.cursor, 1 << 20), self.cursor)
+                with self._guard:
+                    if self._stale:
+                        self._stale = False
+                        self.rewinds += 1
+                        self._start_over()
+                        continue
+                    if self.cursor >= self.size:
+                        return
+                    if avail > self.cursor:
+                        self._claimed = min(avail, self.cursor + (1 << 20))
+                data = read_at(fd, self._claimed - self.cursor, self.cursor) if avail > self.cursor else b""
+                with self._guard:
+                    if data and not self._stale:  # else: rewritten while it was read, start over above
+                        self.sha256.update(data)
+                        if self.sha1:
+                            self.sha1.update(data)
+                        if self.md5:
+                            self.md5.update(data)
+                        self.cursor += len(data)
+                        self._claimed = self.cursor
                 if not data:
                     time.sleep(0.02)
-                    continue
-                self.sha256.update(data)
-                if self.sha1:
-                    self.sha1.update(data)
-                if self.md5:
-                    self.md5.update(data)
-                self.cursor += len(data)
         except OSError as e:
             self.error = e
         finally:

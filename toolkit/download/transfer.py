@@ -87,6 +87,7 @@ class FileTransfer:
         self._save_lock = threading.Lock()
         self._discarded = False
         self._fd = -1
+        self._hasher: PrefixHasher | None = None
         self.state = PartialState(self.size)
 
     # -- state ---------------------------------------------------------------------------------
@@ -243,6 +244,8 @@ class FileTransfer:
             response.close()
 
     def _write(self, data: bytes, offset: int) -> None:
+        if self._hasher is not None:
+            self._hasher.rewritten(offset)  # a retried stream writing over hashed bytes: hash them again
         try:
             write_at(self._fd, data, offset)
         except OSError as e:
@@ -319,6 +322,7 @@ class FileTransfer:
                     git=bool(self.rf.git_sha1) and not self.rf.sha256,
                     md5=bool(self.rf.md5) and not self.rf.sha256,
                 )
+                self._hasher = hasher
                 hasher.start()
                 try:
                     self._run_workers()
@@ -367,6 +371,8 @@ class FileTransfer:
 
     def _verify(self, hasher: PrefixHasher) -> str | None:
         size = os.stat(self.data_path).st_size
+        if hasher.stale:
+            return "bytes were written again after they were hashed"
         if size != self.size or hasher.cursor != self.size:
             return f"size {size} (hashed {hasher.cursor}) instead of {self.size}"
         got = hasher.sha256.hexdigest()
