@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -27,6 +28,7 @@ from toolkit.build.stages import build_embeddings, build_lm_head
 from toolkit.build.transformer import GraphSpec, LayerWeights, build_transformer
 
 TARGETS = ("float", "cpu-int4", "npu-qdq")
+DEFAULT_CONTEXT = 4096  # static KV length when --context-length is not given, capped by max_position_embeddings
 
 
 @dataclass
@@ -34,7 +36,7 @@ class BuildOptions:
     """Everything `toolkit build` can be told; defaults follow DESIGN.md."""
 
     target: str = "cpu-int4"
-    context_length: int = 4096
+    context_length: int | None = None  # None: min(DEFAULT_CONTEXT, max_position_embeddings), a multiple of window
     window: int = 64
     rotate: bool = True  # npu-qdq: QuaRot
     weight_method: str = "gptq"  # rtn or gptq (gptq needs calibration_text; cpu-int4 uses it only when given)
@@ -66,6 +68,26 @@ def checkpoint_layer(ckpt: Checkpoint, i: int) -> LayerWeights:
         input_norm=ckpt.tensor(p + "input_layernorm.weight"),
         post_norm=ckpt.tensor(p + "post_attention_layernorm.weight"),
     )
+
+
+def resolve_context_length(ckpt: Checkpoint, opts: BuildOptions) -> tuple[int, list[str]]:
+    """The static KV length to build, and one-line warnings about it.
+
+    Not given: DEFAULT_CONTEXT capped by the checkpoint's max_position_embeddings (rounded down to a
+    multiple of the window). Given above max_position_embeddings: built as asked, with a warning (the
+    positions past it were never trained; RoPE beyond them is extrapolation).
+    """
+    limit = ckpt.config.max_position_embeddings
+    window = max(opts.window, 1)
+    if opts.context_length is None:
+        ctx = max(window, min(DEFAULT_CONTEXT, limit) // window * window)
+    else:
+        ctx = opts.context_length
+    warnings = []
+    if ctx > limit:
+        warnings.append(f"--context-length {ctx} exceeds max_position_embeddings {limit} of "
+                        f"{ckpt.folder / 'config.json'}: positions past {limit} were never trained")
+    return ctx, warnings
 
 
 def _check_options(ckpt: Checkpoint, opts: BuildOptions) -> None:
@@ -145,9 +167,15 @@ def _write_cpu_stages(ckpt: Checkpoint, opts: BuildOptions, out: Path) -> tuple[
 
 
 def build_package(checkpoint: str | Path, out: str | Path, opts: BuildOptions | None = None) -> dict:
-    """Build a package into `out` (written to a temporary folder first, then moved); returns the manifest."""
+    """Build a package into `out` (written to a temporary folder first, then moved); returns the manifest.
+
+    The manifest's `context_length` is the one built (see `resolve_context_length`); its `warnings` (absent
+    when none) are one-line messages for the user.
+    """
     opts = opts or BuildOptions()
     ckpt = Checkpoint(checkpoint)
+    context_length, warnings = resolve_context_length(ckpt, opts)
+    opts = dataclasses.replace(opts, context_length=context_length)
     _check_options(ckpt, opts)
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not opts.overwrite:
@@ -177,6 +205,7 @@ def build_package(checkpoint: str | Path, out: str | Path, opts: BuildOptions | 
             "format": "toolkit-package/1", "target": opts.target, "architecture": ckpt.config.model_type,
             "context_length": opts.context_length, "window": opts.window, "quantization": quant_info,
             "source": str(ckpt.folder), "build_seconds": round(time.perf_counter() - t0, 2),
+            **({"warnings": warnings} if warnings else {}),
         })
         if out.exists():
             shutil.rmtree(out)
