@@ -10,9 +10,11 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto
 
+from tests.helpers.checkpoints import QWEN2_TINY, write_checkpoint
 from tests.helpers.fixtures import TEXT, qnn_session_options
 from toolkit.build.evaluate import PackageRunner, split_documents
 from toolkit.build.graph import Graph
+from toolkit.build.npu import DATA_MOVEMENT
 from toolkit.build.quantize import quantize_rtn
 
 
@@ -51,8 +53,20 @@ def test_weights_are_int4_per_channel_with_explicit_zero_points(tiny_qwen2_npu_q
     assert any(n.name.endswith("/had/mm_a") for n in m.graph.node)  # 160 = 20 x 8: Kronecker online Hadamard
 
 
-def test_qnn_htp_runs_context_and_iterator_without_cpu_fallback_and_matches_cpu(tiny_qwen2_npu_qdq_package):
-    pkg = tiny_qwen2_npu_qdq_package
+@pytest.fixture(scope="module")
+def default_context_package(tmp_path_factory):
+    """The tiny qwen2 with DeepSeek-like max_position_embeddings, built with no --context-length (so 4096)."""
+    ckpt = write_checkpoint(tmp_path_factory.mktemp("ckpt") / "qwen2-32k",
+                            {**QWEN2_TINY, "max_position_embeddings": 32768}, seed=1, dtype="bfloat16", shards=2)
+    from toolkit.build import BuildOptions, build_package
+
+    out = tmp_path_factory.mktemp("packages") / "qwen2-npu-qdq-default"
+    manifest = build_package(ckpt, out, BuildOptions(target="npu-qdq", calibration_text=TEXT))
+    assert manifest["context_length"] == 4096 and "warnings" not in manifest
+    return out
+
+
+def _check_runs_whole_on_htp_and_matches_cpu(pkg):
     so = qnn_session_options(disable_cpu_fallback=True)
     qnn = PackageRunner(pkg)
     qnn.context = ort.InferenceSession(str(pkg / "context.onnx"), so)  # raises if any node needs the CPU
@@ -64,6 +78,73 @@ def test_qnn_htp_runs_context_and_iterator_without_cpu_fallback_and_matches_cpu(
     assert np.abs(lc - lq).max() < 0.05 * np.abs(lc).max()
     assert np.mean(lc.argmax(-1) == lq.argmax(-1)) > 0.9
     assert cpu.greedy(ids[:70], 12) == qnn.greedy(ids[:70], 12)  # context then iterator steps
+
+
+def test_default_context_package_runs_whole_on_qnn_htp_and_matches_cpu(default_context_package):
+    """Context 4096 used to fail graph finalization (QNN_COMMON_ERROR_MEM_ALLOC) and fall back to the CPU."""
+    m = onnx.load(str(default_context_package / "context.onnx"), load_external_data=False)
+    dims = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in m.graph.input}
+    assert dims["past_keys_0"] == [1, 2, 4096, 16]
+    _check_runs_whole_on_htp_and_matches_cpu(default_context_package)
+
+
+def _producers(m):
+    return {o: n for n in m.graph.node for o in n.output}
+
+
+def test_data_movement_outputs_keep_the_quantization_they_read(default_context_package):
+    """A Gather (RoPE rows) or Reshape/Transpose between a DequantizeLinear and a QuantizeLinear must not requantize:
+    QNN's HTP cannot finalize a requantizing Gather. The calibration text does not reach position 4095, so the
+    gathered rows' own calibrated range would differ from the table's."""
+    m = onnx.load(str(default_context_package / "context.onnx"), load_external_data=False)
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in m.graph.initializer}
+    producers = _producers(m)
+    checked = []
+    for q in (n for n in m.graph.node if n.op_type == "QuantizeLinear"):
+        node = producers.get(q.input[0])
+        if node is None or node.op_type not in DATA_MOVEMENT:
+            continue
+        while node.op_type in DATA_MOVEMENT:
+            node = producers[node.input[0]]
+        assert node.op_type == "DequantizeLinear", f"{q.name}: {node.op_type} feeds a data-movement chain"
+        for i in (1, 2):
+            assert inits[q.input[i]] == inits[node.input[i]], f"{q.name} requantizes {node.output[0]}"
+        checked.append(q.input[0])
+    assert {"cos_s/gather", "sin_s/gather", "cos_s/shape", "sin_s/shape"} <= set(checked)
+
+
+def _gather_graph(path, out_range: float):
+    """A uint16 QDQ table [64, 8] in [-1, 1], Gather of one row, output quantized over [-out_range, out_range]."""
+    g = Graph("gather")
+    g.input("pos", TensorProto.INT32, [1])
+    table = np.random.default_rng(0).uniform(-1, 1, (64, 8)).astype(np.float32)
+    table[0, :2] = (-1, 1)
+
+    def qdq(x, r):
+        s, z = g.init(x + "_s", np.asarray(2 * r / 65535, np.float32)), g.init(x + "_z", np.asarray(32768, np.uint16))
+        return g.op("DequantizeLinear", [g.op("QuantizeLinear", [x, s, z]), s, z])
+
+    rows = g.op("Gather", [qdq(g.init("table", table), 1.0), "pos"], name="rows", axis=0)
+    g.op("Identity", [qdq(rows, out_range)], outputs=["y"])
+    g.output("y", TensorProto.FLOAT, [1, 8])
+    g.save(path)
+    return str(path)
+
+
+def test_requantizing_gather_regression_on_qnn_htp(tmp_path):
+    """What the builder avoids: HTP reports a Gather whose output scale differs from its table's as a memory error."""
+    so = qnn_session_options()
+    ort.InferenceSession(_gather_graph(tmp_path / "same.onnx", 1.0), so)  # shared quantization: loads
+    try:
+        ort.InferenceSession(_gather_graph(tmp_path / "requantized.onnx", 0.9), so)
+    except Exception as e:  # onnxruntime raises its own exception types
+        assert "QNN_COMMON_ERROR_MEM_ALLOC" in str(e)
+    else:
+        pytest.fail("QNN now finalizes a requantizing Gather: update docs/build.md (the shared quantization stays)")
+
+
+def test_qnn_htp_runs_context_and_iterator_without_cpu_fallback_and_matches_cpu(tiny_qwen2_npu_qdq_package):
+    _check_runs_whole_on_htp_and_matches_cpu(tiny_qwen2_npu_qdq_package)
 
 
 def _int4_matmul_graph(path, explicit_zero_point: bool):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers.fixtures import tiny_qwen2_checkpoint, tiny_qwen2_npu_qdq_package  # noqa: F401
+from tests.helpers.checkpoints import QWEN2_TINY, write_checkpoint
+from tests.helpers.fixtures import TEXT, tiny_qwen2_checkpoint, tiny_qwen2_npu_qdq_package  # noqa: F401
 from toolkit.runtime.generate import GenerationConfig, generate_step
 from toolkit.runtime.model import LocalModel
 from toolkit.runtime.pipeline import RuntimeOptions
@@ -34,6 +35,29 @@ def test_qnn_greedy_tokens_equal_cpu_ep(qnn_model, tiny_qwen2_npu_qdq_package): 
     model, _ = qnn_model
     cpu = LocalModel(tiny_qwen2_npu_qdq_package, RuntimeOptions(provider="cpu"))
     prompt = [int(t) for t in range(3, 73)]  # 70 tokens: one full window and a padded one
+    assert _greedy(model, prompt, 10) == _greedy(cpu, prompt, 10)
+
+
+@pytest.fixture(scope="module")
+def default_context_package(tmp_path_factory):
+    """An npu-qdq package built without --context-length from a checkpoint with 32768 positions: context 4096."""
+    from toolkit.build import BuildOptions, build_package
+
+    ckpt = write_checkpoint(tmp_path_factory.mktemp("ckpt") / "qwen2-32k",
+                            {**QWEN2_TINY, "max_position_embeddings": 32768}, seed=1, dtype="bfloat16", shards=2)
+    out = tmp_path_factory.mktemp("packages") / "qwen2-npu-qdq-default"
+    assert build_package(ckpt, out, BuildOptions(target="npu-qdq", calibration_text=TEXT))["context_length"] == 4096
+    return out
+
+
+def test_default_context_npu_package_runs_on_qnn_without_fallback(default_context_package):
+    """At 4096 the context and iterator graphs used to fail QNN finalization and run on the CPU with only a note."""
+    model = LocalModel(default_context_package)
+    stages = {s["id"]: s["provider"] for s in model.pipeline.report.stages}
+    assert stages["context"] == stages["iterator"] == "QNNExecutionProvider"
+    assert model.pipeline.report.notes == [] and model.context_length == 4096
+    cpu = LocalModel(default_context_package, RuntimeOptions(provider="cpu"))
+    prompt = [int(t) for t in range(3, 73)]
     assert _greedy(model, prompt, 10) == _greedy(cpu, prompt, 10)
 
 
