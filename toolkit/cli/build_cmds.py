@@ -18,8 +18,8 @@ def _build_arguments(parser: CommandParser) -> None:
                         help="npu-qdq, cpu-int4 or float (default: %(default)s).")
     parser.add_argument("--out", type=Path, default=Path("package"), metavar="DIR",
                         help="Output package folder (default: %(default)s).")
-    parser.add_argument("--context-length", type=whole_number(1), default=4096, metavar="N",
-                        help="Static KV length (default: %(default)s).")
+    parser.add_argument("--context-length", type=whole_number(1), metavar="N",
+                        help="Static KV length (default: 4096, or the checkpoint's max_position_embeddings if less).")
     parser.add_argument("--window", type=whole_number(1), default=64, metavar="N",
                         help="Prefill window, the context stage's length (default: %(default)s).")
     parser.add_argument("--calibration-text", type=Path, metavar="FILE",
@@ -48,15 +48,19 @@ def build(args: argparse.Namespace) -> None:
     if args.keep_float is not None:
         opts.keep_float = tuple(args.keep_float)
     manifest = build_package(checkpoint, out, opts)
-    result = {"package": str(out), **{k: manifest[k] for k in ("target", "size", "build_seconds")},
-              "files": manifest["files"]}
+    result = {"package": str(out), **{k: manifest[k] for k in ("target", "size", "build_seconds", "context_length")},
+              "files": manifest["files"], "warnings": manifest.get("warnings", [])}
+    err = console(stderr=True)
+    for warning in result["warnings"]:
+        err.print(f"warning: {warning}", style="yellow", markup=False, soft_wrap=True)
     if args.eval_text is not None:
-        result["eval"] = _eval_against_float(checkpoint, out, args.eval_text, args.context_length, args.window)
+        result["eval"] = _eval_against_float(checkpoint, out, args.eval_text, manifest["context_length"], args.window)
     if args.json:
         emit_json(result)
         return
     c = console()
-    c.print(f"built {target} package in {out} ({human_size(manifest['size'])}, {manifest['build_seconds']} s)")
+    c.print(f"built {target} package in {out} (context {manifest['context_length']}, {human_size(manifest['size'])}, "
+            f"{manifest['build_seconds']} s)")
     if "eval" in result:
         _print_eval(result["eval"])
 
