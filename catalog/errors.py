@@ -5,6 +5,7 @@ ToolkitError                    every error the CLI turns into a message and an 
 ├── UnknownModelError           an alias or variant id matches nothing (suggests close names)
 ├── NoVariantError              no variant of a model fits the device or the overrides
 ├── DeviceError                 an override names a device that does not exist
+├── SettingError                an environment variable or option is out of its range (exit 2, as usage)
 ├── SourceError                 a source (hub, registry, mirror, folder) could not be resolved
 │   └── NotFoundError           the source answered that the model or file does not exist
 ├── DownloadError               a transfer failed after its retries (network)
@@ -62,6 +63,12 @@ class NoVariantError(ToolkitError):
 
 class DeviceError(ToolkitError):
     """A device override is not one of npu, gpu, cpu."""
+
+    exit_code = 2
+
+
+class SettingError(ToolkitError):
+    """A setting (environment variable or option) has a value outside its range; names the variable."""
 
     exit_code = 2
 

@@ -8,7 +8,8 @@ passed in (the download engine builds it with the proxy and CA settings).
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from catalog.errors import IntegrityError, NotFoundError, SourceError
@@ -19,9 +20,20 @@ if TYPE_CHECKING:
     from catalog.schema import Variant
 
 
+# Who vouches for a file's digest (sha256, else git's blob sha1 or md5). The promise: bytes get a final name
+# only after a check against a digest that the server sending them could not choose: PINNED (the manifest),
+# ORIGIN (the variant's own source: the Hub's API, the registry's listing) or LOCAL (the user's own disk).
+# Anything less is said in the output: MIRROR (only the mirror's own listing), NONE (no digest, size only).
+PINNED, ORIGIN, LOCAL, MIRROR, NONE = "pinned", "origin", "local", "mirror", "none"
+INDEPENDENT = (PINNED, ORIGIN, LOCAL)
+MAX_FILE_BYTES = 1 << 40  # 1 TiB: far above any model file, far below what would overflow a plan
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
 @dataclass(frozen=True)
 class ResolvedFile:
-    """One file to fetch. `headers` are sent only to the URL's own host, never after a redirect elsewhere."""
+    """One file to fetch. `headers` are sent only to the URL's own host, never after a redirect elsewhere.
+    `digest_from` says who vouches for `sha256` (PINNED, ORIGIN, MIRROR or NONE)."""
 
     path: str
     url: str
@@ -30,6 +42,29 @@ class ResolvedFile:
     git_sha1: str | None = None
     md5: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    digest_from: str = ORIGIN
+
+
+def checked_file(rf: ResolvedFile, where: str) -> ResolvedFile:
+    """A listed file whose size and digests are in range and well formed; SourceError naming it otherwise."""
+    if rf.size is not None and (type(rf.size) is not int or not 0 <= rf.size <= MAX_FILE_BYTES):
+        raise SourceError(f"{where}: {rf.path}: size {rf.size!r} is out of range (0 to {MAX_FILE_BYTES} bytes)")
+    sha = rf.sha256.lower() if isinstance(rf.sha256, str) else rf.sha256
+    if sha is not None and not SHA256_HEX.match(sha):
+        raise SourceError(f"{where}: {rf.path}: sha256 {str(rf.sha256)[:80]!r} is not 64 hex digits")
+    for name, value, length in (("git sha1", rf.git_sha1, 40), ("md5", rf.md5, 32)):
+        if value is not None and not re.fullmatch(f"[0-9a-f]{{{length}}}", str(value).lower()):
+            raise SourceError(f"{where}: {rf.path}: {name} {str(value)[:80]!r} is malformed")
+    vouched = sha or rf.git_sha1 or rf.md5 or rf.digest_from == LOCAL
+    return replace(rf, sha256=sha, digest_from=rf.digest_from if vouched else NONE)
+
+
+def digest_counts(files: tuple[ResolvedFile, ...] | list[ResolvedFile]) -> dict[str, int]:
+    """How many files each kind of digest vouches for (for reports and --json)."""
+    counts = dict.fromkeys((PINNED, ORIGIN, LOCAL, MIRROR, NONE), 0)
+    for f in files:
+        counts[f.digest_from] += 1
+    return counts
 
 
 @dataclass(frozen=True)
@@ -41,6 +76,7 @@ class ResolvedVariant:
     revision: str
     files: tuple[ResolvedFile, ...]
     origin: str = ""
+    notes: tuple[str, ...] = ()  # what the caller should tell the user (e.g. digests only the mirror vouches for)
 
     @property
     def total_size(self) -> int:
@@ -59,6 +95,7 @@ def select_files(variant: Variant, listing: dict[str, ResolvedFile], where: str)
                 raise NotFoundError(
                     f"{where}: file {entry.path!r} of {variant.id} is not in the source listing"
                 )
+            found = checked_file(found, where)
             if entry.size is not None and found.size is not None and entry.size != found.size:
                 raise IntegrityError(
                     f"{where}: {entry.path}: the manifest pins {entry.size} bytes, "
@@ -78,9 +115,10 @@ def select_files(variant: Variant, listing: dict[str, ResolvedFile], where: str)
                     git_sha1=found.git_sha1,
                     md5=found.md5,
                     headers=found.headers,
+                    digest_from=PINNED if entry.sha256 else found.digest_from,
                 )
             )
-        return tuple(chosen)
+        return tuple(checked_file(f, where) for f in chosen)
     paths = sorted(listing)
     if src.include:
         paths = [p for p in paths if any(fnmatch.fnmatchcase(p, pat) for pat in src.include)]
@@ -88,7 +126,7 @@ def select_files(variant: Variant, listing: dict[str, ResolvedFile], where: str)
         raise NotFoundError(
             f"{where}: no files for {variant.id}" + (f" match {list(src.include)}" if src.include else "")
         )
-    return tuple(listing[p] for p in paths)
+    return tuple(checked_file(listing[p], where) for p in paths)
 
 
 def resolve(variant: Variant, client: httpx.Client) -> ResolvedVariant:

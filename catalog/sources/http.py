@@ -6,10 +6,13 @@ header the source attached (tokens, cookies, custom keys) as soon as a redirect 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import ssl
 import time
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import httpx
@@ -27,6 +30,19 @@ def _env_number(name: str, default: float) -> float:
 
 
 MAX_REDIRECTS = 10
+QUICK_TIMEOUT_S = 5.0
+# Inside `quick_checks()`: API requests try once, with a short timeout (a best-effort look at another source).
+_quick: ContextVar[bool] = ContextVar("toolkit_quick_checks", default=False)
+
+
+@contextlib.contextmanager
+def quick_checks() -> Iterator[None]:
+    """API requests made in this block try once with a 5 s timeout: for checks whose failure only adds a note."""
+    token = _quick.set(True)
+    try:
+        yield
+    finally:
+        _quick.reset(token)
 
 
 def origin(url: str | httpx.URL) -> tuple[str, str, int | None]:
@@ -49,7 +65,8 @@ def send(
         h = dict(headers or {})
         if private_headers and origin(current) == home:
             h.update(private_headers)
-        request = client.build_request(method, current, headers=h)
+        quick = {"timeout": QUICK_TIMEOUT_S} if _quick.get() else {}
+        request = client.build_request(method, current, headers=h, **quick)
         response = client.send(request, stream=stream, follow_redirects=False)
         if not response.is_redirect:
             return response
@@ -101,6 +118,8 @@ def get_json(
     404 -> NotFoundError, other failures -> SourceError naming the URL. Retries and backoff default to
     the engine's settings (TOOLKIT_DL_RETRIES, TOOLKIT_DL_BACKOFF_BASE; 4 and 0.5 s)."""
     retries = int(_env_number("TOOLKIT_DL_RETRIES", 4)) if retries is None else retries
+    if _quick.get():
+        retries = 0
     backoff = _env_number("TOOLKIT_DL_BACKOFF_BASE", 0.5) if backoff is None else backoff
     for attempt in range(retries + 1):
         last = attempt == retries

@@ -65,8 +65,8 @@ def resolve_repo(
             path=rel,
             url=f"{base}/{repo}/resolve/{commit if pin_commit else quote(revision, safe='')}/{quote(name)}",
             size=size if isinstance(size, int) else None,
-            sha256=sha256 if isinstance(sha256, str) and len(sha256) == 64 else None,
-            git_sha1=git_sha1 if isinstance(git_sha1, str) and len(git_sha1) == 40 else None,
+            sha256=sha256 if isinstance(sha256, str) else None,  # checked_file refuses a malformed one
+            git_sha1=git_sha1 if isinstance(git_sha1, str) else None,
             headers=private_headers,
         )
     return commit, files

@@ -18,7 +18,7 @@ import httpx
 
 from catalog.errors import NotFoundError, SourceError
 from catalog.schema import Variant
-from catalog.sources import ResolvedFile, ResolvedVariant, select_files
+from catalog.sources import LOCAL, ResolvedFile, ResolvedVariant, select_files
 
 
 def list_folder(root: Path) -> dict[str, ResolvedFile]:
@@ -35,7 +35,7 @@ def list_folder(root: Path) -> dict[str, ResolvedFile]:
             if not real.is_file():
                 continue
             rel = p.relative_to(root).as_posix()
-            files[rel] = ResolvedFile(path=rel, url=real.as_uri(), size=real.stat().st_size)
+            files[rel] = ResolvedFile(path=rel, url=real.as_uri(), size=real.stat().st_size, digest_from=LOCAL)
     return files
 
 
@@ -57,7 +57,8 @@ def list_archive(archive: Path, subfolder: str | None) -> dict[str, ResolvedFile
                     members.append((m.name, m.size))
     base = archive.resolve().as_uri()
     return {
-        name[len(prefix) :]: ResolvedFile(path=name[len(prefix) :], url=f"{base}#{quote(name)}", size=size)
+        name[len(prefix) :]: ResolvedFile(path=name[len(prefix) :], url=f"{base}#{quote(name)}", size=size,
+                                          digest_from=LOCAL)
         for name, size in members
         if name.startswith(prefix) and len(name) > len(prefix)
     }

@@ -7,11 +7,15 @@ A variant `name:version` lives at repo `toolkit/<name>`, revision `<version>`:
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import httpx
 
+from catalog.errors import IntegrityError, ToolkitError
 from catalog.schema import Variant
-from catalog.sources import ResolvedVariant, select_files
+from catalog.sources import INDEPENDENT, MIRROR, ORIGIN, PINNED, ResolvedFile, ResolvedVariant, select_files
+from catalog.sources import resolve as resolve_origin
+from catalog.sources.http import quick_checks
 from catalog.sources.huggingface import resolve_repo
 
 ENV_MIRROR = "TOOLKIT_MIRROR"
@@ -31,10 +35,39 @@ def configured_mirror(explicit: str | None = None) -> str | None:
 
 
 def resolve_from(base: str, variant: Variant, client: httpx.Client) -> ResolvedVariant:
-    """Resolve any variant (whatever its own source) from the mirror at `base`."""
+    """Resolve any variant (whatever its own source) from the mirror at `base`.
+
+    The mirror's own digests are only as good as the mirror: a file the manifest does not pin is checked
+    against the variant's own source (origin) when that answers; a digest there that differs is an
+    IntegrityError, and where the origin cannot be reached the files stay marked MIRROR for the caller to
+    report (or refuse, with require_pinned).
+    """
     repo, revision = mirror_repo(variant.id)
-    commit, files = resolve_repo(client, base.rstrip("/"), repo, revision, None, {}, pin_commit=False)
-    return ResolvedVariant(variant.id, "mirror", commit, select_files(variant, files, base), origin=base)
+    commit, listing = resolve_repo(client, base.rstrip("/"), repo, revision, None, {}, pin_commit=False)
+    served = {p: replace(f, digest_from=MIRROR) for p, f in listing.items()}
+    files = select_files(variant, served, base)
+    unpinned = [f for f in files if f.digest_from != PINNED]
+    if not unpinned or variant.source.type in ("mirror", "url"):
+        return ResolvedVariant(variant.id, "mirror", commit, files, origin=base)
+    try:
+        with quick_checks():
+            origin = {f.path: f for f in resolve_origin(variant, client).files}
+    except ToolkitError as e:
+        note = f"the origin source could not vouch for the mirror's digests ({e})"
+        return ResolvedVariant(variant.id, "mirror", commit, files, origin=base, notes=(note,))
+    return ResolvedVariant(variant.id, "mirror", commit, tuple(_vouched(f, origin.get(f.path), base) for f in files),
+                           origin=base)
+
+
+def _vouched(served: ResolvedFile, own: ResolvedFile | None, base: str) -> ResolvedFile:
+    """A mirror's file with the origin's digests; the mirror's own must agree with them."""
+    if served.digest_from == PINNED or own is None or own.digest_from not in INDEPENDENT:
+        return served
+    for name, mine, theirs in (("sha256", own.sha256, served.sha256), ("size", own.size, served.size)):
+        if mine is not None and theirs is not None and mine != theirs:
+            raise IntegrityError(f"{base}: {served.path}: the mirror says {name} {theirs}, the origin says {mine}")
+    return replace(served, sha256=own.sha256 or served.sha256, git_sha1=own.git_sha1, md5=own.md5,
+                   size=own.size if own.size is not None else served.size, digest_from=ORIGIN)
 
 
 def resolve(variant: Variant, client: httpx.Client) -> ResolvedVariant:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from catalog.errors import DiskFullError, DownloadError, IntegrityError, NotFoundError
+from catalog.errors import DiskFullError, DownloadError, IntegrityError, NotFoundError, SourceError
 from tests.helpers_net.hub_server import Faults, HubServer, random_bytes
 from tests.helpers_net.variants import Recorder, fast_config, hf_variant
 from toolkit import paths
@@ -165,7 +165,7 @@ def test_missing_file_is_not_found(hub: HubServer, tmp_path: Path) -> None:
 
 
 def test_not_enough_disk_fails_before_any_transfer(hub: HubServer, tmp_path: Path) -> None:
-    serve(hub, Faults(claimed_size=10**16))
+    serve(hub, Faults(claimed_size=10**12))  # 1 TB: a size a file may have, more than this disk holds
     with pytest.raises(DiskFullError, match="needed") as e:
         fetch(tmp_path)
     assert "available" in str(e.value)
@@ -229,3 +229,21 @@ def test_an_honest_server_that_ignores_range_and_drops_once_still_verifies(hub: 
                       stall_times=99, zeros_after_drop=0))  # drops once, then sends the same bytes again
     snap, _ = fetch(tmp_path)
     assert_verified(snap)
+
+
+@pytest.mark.parametrize("size", [-(10**15), 10**15, -1])
+def test_a_listed_size_out_of_range_is_refused_before_any_plan(hub: HubServer, tmp_path: Path, size: int) -> None:
+    # a negative size once cancelled the others out in the free-space sum; 10**15 planned 60 million parts
+    serve(hub, Faults(claimed_size=size))
+    with pytest.raises(SourceError, match=f"model.onnx: size {size} is out of range"):
+        fetch(tmp_path)
+    assert hub.sent("model.onnx") == 0
+
+
+def test_a_malformed_sha256_in_the_listing_is_refused(hub: HubServer, tmp_path: Path) -> None:
+    hub.add("org/tiny", "model.onnx", DATA)
+    hub.add("org/tiny", "genai_config.json", b'{"model": {}}', lfs=False)
+    hub._sha[("org/tiny", "model.onnx")] = "zz" * 32  # 64 characters, not hex
+    with pytest.raises(SourceError, match="is not 64 hex digits"):
+        fetch(tmp_path)
+    assert hub.sent("model.onnx") == 0

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, fields
 
+from catalog.errors import SettingError
 from toolkit.download.plan import MiB
+
+# The least value of the settings that may be 0 (other counts and sizes: at least 1, times: above 0);
+# 0 connections or a 0-byte chunk would wait forever.
+MINIMUM = {"retries": 0, "stall_retries": 0, "restarts": 0, "disk_margin": 0, "save_interval": 0.0,
+           "backoff_base": 0.0, "backoff_max": 0.0, "retry_after_max": 0.0}
+MAXIMUM = {"connections": 64, "max_connections": 256, "max_files": 64, "segments_per_connection": 1024}
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -30,19 +39,46 @@ class DownloadConfig:
     chunk_size: int = 256 * 1024
     save_interval: float = 0.05  # how often the resume state is written while bytes flow (a small JSON file)
     disk_margin: int = 16 * MiB
+    # Refuse files whose digest only the serving mirror vouches for, or that have none (TOOLKIT_REQUIRE_PINNED)
+    require_pinned: bool = False
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type == "bool":
+                continue
+            low, high = MINIMUM.get(f.name), MAXIMUM.get(f.name)
+            if low is None:  # counts and sizes at least 1, times above 0
+                ok, bound = (value >= 1, "at least 1") if f.type == "int" else (value > 0, "above 0")
+            else:
+                ok, bound = value >= low, f"at least {low}"
+            if high is not None:
+                ok, bound = ok and value <= high, f"{bound} and at most {high}"
+            if not ok or not math.isfinite(value):
+                raise SettingError(f"{env_name(f.name)}={value}: must be {bound}")
 
     @classmethod
     def from_env(cls, **overrides: object) -> DownloadConfig:
         """Defaults, then TOOLKIT_DL_<FIELD> variables (e.g. TOOLKIT_DL_STALL_TIMEOUT=2), then overrides."""
         values: dict[str, object] = {}
         for f in fields(cls):
-            raw = os.environ.get(f"TOOLKIT_DL_{f.name.upper()}")
-            if raw:
-                try:
-                    values[f.name] = int(raw) if f.type == "int" else float(raw)
-                except ValueError as e:
-                    from catalog.errors import ToolkitError
-
-                    raise ToolkitError(f"TOOLKIT_DL_{f.name.upper()}={raw!r} is not a number") from e
+            name = env_name(f.name)
+            raw = os.environ.get(name, "").strip()
+            if not raw:
+                continue
+            if f.type == "bool":
+                if raw.lower() not in TRUE + FALSE:
+                    raise SettingError(f"{name}={raw!r}: expected 1 or 0 (true or false)")
+                values[f.name] = raw.lower() in TRUE
+                continue
+            try:
+                values[f.name] = int(raw) if f.type == "int" else float(raw)
+            except ValueError as e:
+                raise SettingError(f"{name}={raw[:40]!r} is not a number") from e
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable of a setting: TOOLKIT_DL_<FIELD>, and TOOLKIT_REQUIRE_PINNED."""
+    return "TOOLKIT_REQUIRE_PINNED" if field_name == "require_pinned" else f"TOOLKIT_DL_{field_name.upper()}"

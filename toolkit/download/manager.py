@@ -20,7 +20,7 @@ from filelock import Timeout
 
 from catalog.errors import DiskFullError, DownloadError, IntegrityError, NotFoundError, SourceError
 from catalog.schema import Variant
-from catalog.sources import ResolvedFile, ResolvedVariant
+from catalog.sources import INDEPENDENT, ResolvedFile, ResolvedVariant, checked_file, digest_counts
 from catalog.sources.http import send, transport_problem
 from toolkit.download.config import DownloadConfig
 from toolkit.download.progress import Progress
@@ -69,6 +69,7 @@ class TransferReport:
     fetched_files: int = 0
     reused_files: int = 0
     seconds: float = 0.0
+    digests: dict[str, int] = field(default_factory=dict)  # files by who vouched for their digest
 
 
 def file_statuses(resolved: ResolvedVariant, store: Store) -> list[FileStatus]:
@@ -97,7 +98,7 @@ def probe_size(client: httpx.Client, rf: ResolvedFile) -> int:
     value = r.headers.get("x-linked-size") or r.headers.get("content-length")
     if r.status_code >= 400 or not value or not value.isdigit():
         raise SourceError(f"{rf.url}: the source gives no size for {rf.path} (HEAD answered {r.status_code})")
-    return int(value)
+    return checked_file(replace(rf, size=int(value)), rf.url).size or 0
 
 
 def check_free_space(needed: int, available: int, margin: int, where: Path) -> None:
@@ -248,7 +249,10 @@ def resolve_variant(
     base = configured_mirror(mirror)
     if base:
         try:
-            return resolve_from(base, variant, client)
+            resolved = resolve_from(base, variant, client)
+            for note in resolved.notes:
+                (progress or Progress()).note(f"mirror {base}: {note}")
+            return resolved
         except (SourceError, IntegrityError) as e:
             if (
                 variant.source.type in ("mirror", "url")
@@ -259,6 +263,17 @@ def resolve_variant(
     return resolve(variant, client)
 
 
+def check_digests(resolved: ResolvedVariant, require_pinned: bool) -> None:
+    """With require_pinned, refuse files whose digest only the serving mirror vouches for, or that have none."""
+    weak = [f.path for f in resolved.files if f.digest_from not in INDEPENDENT]
+    if require_pinned and weak:
+        shown = ", ".join(weak[:3]) + (f" and {len(weak) - 3} more" if len(weak) > 3 else "")
+        raise IntegrityError(
+            f"{resolved.origin}: {resolved.variant_id}: {len(weak)} file(s) ({shown}) have no sha256 that the "
+            "server sending them could not choose (no pin in the manifest, and the origin source did not vouch); "
+            "TOOLKIT_REQUIRE_PINNED / --require-pinned refuses them")
+
+
 def install(
     resolved: ResolvedVariant,
     store: Store,
@@ -267,7 +282,9 @@ def install(
     progress: Progress | None = None,
 ) -> tuple[Path, TransferReport]:
     """Fetch a resolved variant and write its snapshot; return the snapshot folder and the report."""
+    check_digests(resolved, config.require_pinned)
     report = VariantTransfer(resolved, store, client, config, progress).run()
+    report.digests = digest_counts(resolved.files)
     meta = {"source": resolved.source, "revision": resolved.revision, "origin": resolved.origin}
     snap = write_snapshot(store, resolved.variant_id, report.files, meta)
     return snap, report
