@@ -6,6 +6,10 @@ import json
 import sys
 from typing import Any
 
+from toolkit.units import human_size
+
+__all__ = ["console", "emit_json", "human_size"]
+
 
 def emit_json(data: Any) -> None:
     """Write `data` as indented JSON on stdout (the one --json format of every command)."""
@@ -20,15 +24,3 @@ def console(stderr: bool = False):
     # Piped output is read by people in files and logs too: do not cut tables at 80 columns.
     width = None if stream.isatty() else 200
     return Console(stderr=stderr, highlight=False, width=width, soft_wrap=False)
-
-
-def human_size(n: int | None) -> str:
-    """1536 -> '1.5 KB'; None -> '?'. Decimal units, as disks and downloads are sold."""
-    if n is None:
-        return "?"
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} B"

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from catalog.errors import MissingFileError, ToolkitError
+from toolkit.download.config import DownloadConfig
 from toolkit.runtime.config import CONFIG_NAME
 from toolkit.runtime.model import ChatMarkers, package_root
+from toolkit.units import human_size
 
 
 class DownloadDeclined(ToolkitError):
@@ -46,6 +48,7 @@ def resolve_model(
     confirm: Callable[[str], bool] | None = None,
     progress=None,
     mirror: str | None = None,
+    config: DownloadConfig | None = None,
 ) -> ResolvedModel:
     """The package folder for `name`; downloads only when `confirm(question)` returns True."""
     path = Path(name).expanduser()
@@ -66,12 +69,10 @@ def resolve_model(
     folder = paths.snapshot_dir(chosen.id)
     if chosen.id in installed:
         return ResolvedModel(package_root(folder), manifest.alias, chosen.id, selection.reason, markers)
-    from toolkit.cli.output import human_size
-
     question = f"{manifest.alias}: download {chosen.id} ({human_size(chosen.size_bytes)})?"
     if confirm is None or not confirm(question):
         raise DownloadDeclined(f"{chosen.id} is not downloaded; run `toolkit download {manifest.alias}` or pass --yes")
     from toolkit.download.api import ensure_variant
 
-    folder = ensure_variant(manifest, chosen, progress, mirror=mirror)
+    folder = ensure_variant(manifest, chosen, progress, mirror=mirror, config=config)
     return ResolvedModel(package_root(folder), manifest.alias, chosen.id, selection.reason, markers, downloaded=True)
