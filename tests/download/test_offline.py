@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
@@ -27,3 +28,16 @@ def test_unreachable_source_is_a_network_error_with_the_mirror_hint(unreachable_
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in out.stderr
     assert unreachable_hub in errors[0] and "looks offline" in errors[0] and "TOOLKIT_MIRROR" in errors[0]
+
+
+def test_dry_run_offline_explains_the_choice_from_the_manifest_alone(unreachable_hub: str) -> None:
+    env = {"HF_ENDPOINT": unreachable_hub}
+    out = run_toolkit("download", "deepseek_r1_7b", "--device", "cpu", "--dry-run", "--json", env=env, timeout=30)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["variant"] == "deepseek-r1-distill-qwen-7b-generic-cpu:1" and "CPU" in data["reason"]
+    assert data["source"]["type"] == "huggingface" and data["size_bytes"] > 0
+    assert "looks offline" in data["source_error"]
+    human = run_toolkit("download", "deepseek_r1_7b", "--device", "cpu", "--dry-run", env=env, timeout=30)
+    assert human.returncode == 0 and "deepseek-r1-distill-qwen-7b-generic-cpu:1" in human.stdout
+    assert "note: the file list could not be fetched" in human.stderr and "looks offline" in human.stderr

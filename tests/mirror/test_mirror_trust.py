@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import socket
 from pathlib import Path
 
@@ -11,8 +12,9 @@ import pytest
 
 from catalog.errors import SourceError
 from catalog.schema import FileEntry
+from tests.helpers.cli import run_toolkit
 from tests.helpers_net.hub_server import HubServer, random_bytes
-from tests.helpers_net.variants import Recorder, fast_config, hf_variant
+from tests.helpers_net.variants import Recorder, fast_config, hf_variant, hf_variant_json, write_manifest
 from toolkit import paths
 from toolkit.download.api import download_variant
 from toolkit.mirror.server import MirrorServer
@@ -126,3 +128,23 @@ def test_pins_in_the_manifest_refuse_a_lying_mirror_even_offline(
     assert any("the manifest pins sha256" in n for n in rec.notes), rec.notes
     assert paths.installed_variant_ids(tmp_path / "client") == set()
     _no_real_or_forged_blob_but(tmp_path / "client", None)
+
+
+def _cli_env(tmp_path: Path, hub_url: str) -> dict[str, str]:
+    manifest, _ = write_manifest(tmp_path / "manifests", "tiny", [hf_variant_json("org/tiny")])
+    return {"TOOLKIT_MANIFESTS": str(manifest), "HF_ENDPOINT": hub_url, "TOOLKIT_HOME": str(tmp_path / "client"),
+            "TOOLKIT_DL_BACKOFF_BASE": "0.01"}
+
+
+def test_the_cli_warns_when_only_the_mirror_vouched_and_require_pinned_refuses(
+        lying_mirror: str, closed_port_url: str, tmp_path: Path) -> None:
+    env = _cli_env(tmp_path, closed_port_url)
+    refused = run_toolkit("download", "tiny", "--mirror", lying_mirror, "--require-pinned", env=env)
+    assert refused.returncode == 5, refused.stderr  # the mirror was refused; the origin is offline
+    assert "--require-pinned refuses them" in refused.stderr and "Traceback" not in refused.stderr
+    assert paths.installed_variant_ids(tmp_path / "client") == set()
+    taken = run_toolkit("download", "tiny", "--mirror", lying_mirror, "--json", env=env)
+    assert taken.returncode == 0, taken.stderr
+    assert json.loads(taken.stdout)["digests"]["mirror"] == 2
+    plain = run_toolkit("download", "tiny", "--mirror", lying_mirror, "--force", env=env)
+    assert "warning: 2 file(s) were checked only against the digests the mirror itself published" in plain.stderr

@@ -6,7 +6,17 @@ import argparse
 import sys
 import time
 
-from toolkit.cli.options import add_device, add_json, add_mirror, add_variant, device_override
+from catalog.errors import DownloadError, SourceError
+from catalog.sources import MIRROR, NONE, digest_counts
+from toolkit.cli.options import (
+    add_device,
+    add_json,
+    add_mirror,
+    add_require_pinned,
+    add_variant,
+    device_override,
+    download_config,
+)
 from toolkit.cli.output import console, emit_json, human_size
 from toolkit.cli.parsing import Command, CommandParser
 
@@ -34,21 +44,28 @@ def _download_arguments(parser: CommandParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="Explain the choice and the files; fetch nothing.")
     add_mirror(parser)
     parser.add_argument("--force", action="store_true", help="Fetch again even if the snapshot is complete.")
+    add_require_pinned(parser)
     add_json(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="No progress output.")
 
 
 def download(args: argparse.Namespace) -> None:
     """Download the chosen variant, or explain the plan with --dry-run."""
+    from catalog.sources.http import quick_checks  # httpx: imported only by commands that use the network
     from toolkit.download.api import download_variant, plan_variant
     from toolkit.download.render import for_terminal
 
     dry_run, mirror, json_out = args.dry_run, args.mirror, args.json
+    config = download_config(args)
     sel = _select(args.alias, args.variant, args.device)
     if dry_run:
         if not json_out:  # the choice is explained even when the source cannot be reached
             console().print(sel.line(), soft_wrap=True)
-        plan = plan_variant(sel.manifest, sel.variant, mirror=mirror)
+        try:
+            with quick_checks():  # a look, not a transfer: one try each, so an offline machine hears at once
+                plan = plan_variant(sel.manifest, sel.variant, mirror=mirror, config=config)
+        except (SourceError, DownloadError) as e:
+            return _explain_offline(sel, e, json_out)
         files = [
             {
                 "path": f.path,
@@ -56,6 +73,7 @@ def download(args: argparse.Namespace) -> None:
                 "sha256": f.sha256,
                 "in_store": f.in_store,
                 "partial_bytes": f.partial_bytes,
+                "digest_from": f.digest_from,
             }
             for f in plan.files
         ]
@@ -69,6 +87,7 @@ def download(args: argparse.Namespace) -> None:
             "complete": plan.complete,
             "bytes_to_fetch": plan.bytes_to_fetch,
             "free_bytes": plan.free_bytes,
+            "digests": digest_counts(plan.resolved.files),
             "files": files,
         }
         if json_out:
@@ -88,7 +107,8 @@ def download(args: argparse.Namespace) -> None:
     t0 = time.monotonic()
     try:
         snap, report = download_variant(
-            sel.manifest, sel.variant, for_terminal(args.quiet or json_out), mirror=mirror, force=args.force
+            sel.manifest, sel.variant, for_terminal(args.quiet or json_out), mirror=mirror, force=args.force,
+            config=config,
         )
     except KeyboardInterrupt:
         print("interrupted: the partial download is kept; run the same command to resume", file=sys.stderr)
@@ -109,12 +129,43 @@ def download(args: argparse.Namespace) -> None:
             resumed_bytes=report.resumed_bytes,
             fetched_files=report.fetched_files,
             reused_files=report.reused_files,
+            digests=report.digests,
             files=[{"path": f.path, "size": f.size, "sha256": f.sha256} for f in report.files],
         )
     if json_out:
         return emit_json(data)
     note = "already downloaded" if report is None else f"{len(report.files)} file(s) verified"
     console(stderr=False).print(f"{sel.variant.id}: {note} -> {snap}")
+    if report is not None:
+        for line in weak_digest_warnings(report.digests):
+            print(f"warning: {line}", file=sys.stderr)
+
+
+def weak_digest_warnings(digests: dict[str, int]) -> list[str]:
+    """What the user must know about files no independent digest vouched for."""
+    out = []
+    if digests.get(MIRROR):
+        out.append(f"{digests[MIRROR]} file(s) were checked only against the digests the mirror itself published "
+                   "(the manifest pins none and the origin could not be reached); --require-pinned refuses that")
+    if digests.get(NONE):
+        out.append(f"{digests[NONE]} file(s) had no digest at all and were checked by size only")
+    return out
+
+
+def _explain_offline(sel, error: Exception, json_out: bool) -> None:
+    """--dry-run when the source cannot be reached: the choice and what the manifest itself says."""
+    v = sel.variant
+    src = {k: val for k, val in vars(v.source).items() if val not in (None, (), "")}
+    pinned = [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in v.files]
+    data = {"alias": sel.manifest.alias, "variant": v.id, "reason": sel.reason, "source": src,
+            "size_bytes": v.size_bytes, "pinned_files": pinned, "source_error": str(error)}
+    if json_out:
+        return emit_json(data)
+    out = console()
+    out.print(f"source: {', '.join(f'{k} {val}' for k, val in src.items())}", soft_wrap=True)
+    size = human_size(v.size_bytes) + ("~" if "size_bytes" in v.unconfirmed else "")
+    out.print(f"size: {size}; {len(pinned)} file(s) pinned in the manifest" if pinned else f"size: {size}")
+    print(f"note: the file list could not be fetched: {error}", file=sys.stderr)
 
 
 COMMANDS = (

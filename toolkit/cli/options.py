@@ -30,6 +30,19 @@ def add_mirror(parser: argparse.ArgumentParser) -> None:
                         help="Download from this toolkit mirror first (default: $TOOLKIT_MIRROR).")
 
 
+def add_require_pinned(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--require-pinned", action="store_true",
+                        help="Refuse files whose sha256 only the serving mirror vouches for (no pin in the manifest, "
+                             "origin unreachable) or that have none (default: $TOOLKIT_REQUIRE_PINNED).")
+
+
+def download_config(args: argparse.Namespace):
+    """The engine's settings from the environment, with --require-pinned when given."""
+    from toolkit.download.config import DownloadConfig
+
+    return DownloadConfig.from_env(require_pinned=True if args.require_pinned else None)
+
+
 def device_override(flag: str | None) -> str | None:
     """--device wins over TOOLKIT_DEVICE; empty means no override."""
     return flag or os.environ.get(ENV_DEVICE) or None

@@ -10,8 +10,10 @@ from toolkit.cli.options import (
     add_device,
     add_json,
     add_mirror,
+    add_require_pinned,
     add_variant,
     device_override,
+    download_config,
     number,
     number_list,
     whole_number,
@@ -32,6 +34,7 @@ def _model_arguments(parser: CommandParser) -> None:
                         help="CPU threads per stage (default: physical cores).")
     parser.add_argument("--ep", metavar="EP", help="Force an execution provider for every stage (cpu, qnn...).")
     add_mirror(parser)
+    add_require_pinned(parser)
     add_json(parser)
 
 
@@ -58,7 +61,8 @@ def _resolve(args: argparse.Namespace):
 
         progress = for_terminal()
     confirm = (lambda question: True) if args.yes else _confirm
-    return resolve_model(args.model, device_override(args.device), args.variant, confirm, progress, args.mirror)
+    return resolve_model(args.model, device_override(args.device), args.variant, confirm, progress, args.mirror,
+                         download_config(args))
 
 
 def _open(resolved, args: argparse.Namespace, huge_pages: bool = True):

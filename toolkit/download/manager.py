@@ -20,23 +20,16 @@ from filelock import Timeout
 
 from catalog.errors import DiskFullError, DownloadError, IntegrityError, NotFoundError, SourceError
 from catalog.schema import Variant
-from catalog.sources import INDEPENDENT, ResolvedFile, ResolvedVariant, checked_file, digest_counts
+from catalog.sources import INDEPENDENT, ORIGIN, ResolvedFile, ResolvedVariant, checked_file, digest_counts
 from catalog.sources.http import send, transport_problem
 from toolkit.download.config import DownloadConfig
 from toolkit.download.progress import Progress
 from toolkit.download.state import load_state
 from toolkit.download.transfer import FileTransfer
-from toolkit.store.blobs import Store
+from toolkit.store.blobs import Pins, Store
 from toolkit.store.safety import check_relpath
 from toolkit.store.snapshots import SnapshotFile, write_snapshot
-
-
-def human(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000  # type: ignore[assignment]
-    return f"{n} B"
+from toolkit.units import human_size
 
 
 def partial_key(rf: ResolvedFile) -> str:
@@ -54,6 +47,7 @@ class FileStatus:
     sha256: str | None
     in_store: bool
     partial_bytes: int = 0
+    digest_from: str = ORIGIN
 
 
 @dataclass
@@ -83,7 +77,7 @@ def file_statuses(resolved: ResolvedVariant, store: Store) -> list[FileStatus]:
             d = store.partial_dir(partial_key(rf))
             st = load_state(d / "state.json", d / "data", rf.size)
             partial = st.done_bytes if st else 0
-        out.append(FileStatus(rf.path, rf.size, rf.sha256, have, partial))
+        out.append(FileStatus(rf.path, rf.size, rf.sha256, have, partial, rf.digest_from))
     return out
 
 
@@ -105,8 +99,8 @@ def check_free_space(needed: int, available: int, margin: int, where: Path) -> N
     """Raise DiskFullError naming the needed and available figures when `needed` does not fit."""
     if needed + margin > available:
         raise DiskFullError(
-            f"not enough free space in {where}: {human(needed)} needed (+{human(margin)} margin), "
-            f"{human(available)} available; free some space or set TOOLKIT_HOME to a larger disk"
+            f"not enough free space in {where}: {human_size(needed)} needed (+{human_size(margin)} margin), "
+            f"{human_size(available)} available; free some space or set TOOLKIT_HOME to a larger disk"
         )
 
 
@@ -137,8 +131,10 @@ class VariantTransfer:
         client: httpx.Client,
         config: DownloadConfig,
         progress: Progress | None = None,
+        pins: Pins | None = None,
     ) -> None:
         self.resolved, self.store, self.client, self.cfg = resolved, store, client, config
+        self.pins = pins  # a file whose sha256 was not known up front is pinned before it gets its name
         self.progress = progress or Progress()
         self.slots = threading.Semaphore(config.max_connections)
         self.report = TransferReport(resolved.variant_id, resolved.source, resolved.revision)
@@ -231,6 +227,8 @@ class VariantTransfer:
                     self.report.fetched_bytes += t.fetched
                     self.report.resumed_bytes += t.resumed_from
             size = rf.size or 0
+        if self.pins is not None:
+            self.pins.add((sha,))
         self.store.commit_blob(data, sha)
         self.store.remove_partial(key)
         with self.lock:
@@ -280,10 +278,16 @@ def install(
     client: httpx.Client,
     config: DownloadConfig,
     progress: Progress | None = None,
+    pins: Pins | None = None,
 ) -> tuple[Path, TransferReport]:
-    """Fetch a resolved variant and write its snapshot; return the snapshot folder and the report."""
+    """Fetch a resolved variant and write its snapshot; return the snapshot folder and the report.
+    Holds the variant for the whole write (Store.writing) unless the caller passes the Pins of its hold."""
+    if pins is None:
+        with store.writing(resolved.variant_id, (progress or Progress()).note) as held:
+            return install(resolved, store, client, config, progress, held)
     check_digests(resolved, config.require_pinned)
-    report = VariantTransfer(resolved, store, client, config, progress).run()
+    pins.add(rf.sha256 for rf in resolved.files if rf.sha256)  # before looking for them in the store
+    report = VariantTransfer(resolved, store, client, config, progress, pins).run()
     report.digests = digest_counts(resolved.files)
     meta = {"source": resolved.source, "revision": resolved.revision, "origin": resolved.origin}
     snap = write_snapshot(store, resolved.variant_id, report.files, meta)
