@@ -1,6 +1,8 @@
 """Shared pieces of the download benchmarks: a rate-capped server process, a manifest, timing helpers.
 
-Big files live under /tmp/toolkit-bench (never in the repository) and are deleted at the end.
+Big files live under /tmp/toolkit-bench (never in the repository) and are deleted at the end. `toolkit` is the
+installed package, as users get it: the console script next to this interpreter (run the benchmarks with the
+venv's python after `pip install .`), started from a folder outside the checkout, with no PYTHONPATH.
 """
 
 from __future__ import annotations
@@ -103,8 +105,8 @@ def toolkit_env(url: str, home: Path, manifest: Path, **extra: str) -> dict[str,
         TOOLKIT_HOME=str(home),
         TOOLKIT_MANIFESTS=str(manifest),
         TOOLKIT_CONFIG_DIR=str(home / "config"),
-        PYTHONPATH=str(ROOT),
     )
+    env.pop("PYTHONPATH", None)
     env.update(extra)
     return env
 
@@ -115,7 +117,7 @@ def fresh_dir(prefix: str) -> Path:
 
 def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess]:
     t0 = time.perf_counter()
-    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    out = subprocess.run(cmd, cwd=bench_dir(), env=env, capture_output=True, text=True)
     return time.perf_counter() - t0, out
 
 
@@ -127,7 +129,10 @@ def remove(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-TOOLKIT_CMD = [PY, "-m", "toolkit", "download", "bench", "--json"]
+TOOLKIT_SCRIPT = Path(PY).with_name("toolkit.exe" if os.name == "nt" else "toolkit")
+if not TOOLKIT_SCRIPT.exists():
+    raise SystemExit(f"{TOOLKIT_SCRIPT} not found: pip install the package into this interpreter's venv first")
+TOOLKIT_CMD = [str(TOOLKIT_SCRIPT), "download", "bench", "--json"]
 
 
 def hf_command(name: str, out: Path) -> list[str]:

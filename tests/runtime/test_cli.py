@@ -129,3 +129,21 @@ def test_interactive_chat_resets_and_exits(stories_package, monkeypatch):
     assert log.count("TTFT") == 2 and "history cleared" in log
     assert [m["role"] for m in session.messages] == ["user", "assistant"]
     assert session.messages[0]["content"] == "There was a dog"
+
+
+def test_a_provider_that_fell_back_to_the_cpu_is_said_by_run_json_and_bench(float_package, tmp_path):
+    pytest.importorskip("onnxruntime_qnn")
+    copy = tmp_path / "pkg"
+    shutil.copytree(float_package, copy)
+    config = json.loads((copy / "genai_config.json").read_text())
+    config["model"]["decoder"]["session_options"].update(  # QNN cannot take this graph: the CPU takes over
+        {"provider_options": [{"qnn": {}}], "session.disable_cpu_ep_fallback": "1"})
+    (copy / "genai_config.json").write_text(json.dumps(config))
+    ran = run_toolkit("run", str(copy), "--prompt", "hi", "-n", "2", "--json")
+    assert ran.returncode == 0, ran.stderr
+    notes = json.loads(ran.stdout)["model"]["notes"]
+    assert any("QNNExecutionProvider failed" in n and "using the CPU" in n for n in notes), notes
+    bench = run_toolkit("bench", str(copy), "--prompt-tokens", "4", "--new-tokens", "2", "--repeat", "1",
+                        "--warmup", "0")
+    assert bench.returncode == 0, bench.stderr
+    assert "QNNExecutionProvider failed" in bench.stderr

@@ -197,8 +197,7 @@ def run_cmd(args: argparse.Namespace) -> None:
     prompt = _prompt(args)
     err = console(stderr=True)
     loaded = _open(resolved, args)
-    for note in loaded.pipeline.report.notes:
-        err.print(note, style="yellow", markup=False)
+    _print_notes(loaded, err)
     messages = ([{"role": "system", "content": args.system}] if args.system else [])
     if args.json:
         result = generate(loaded, [*messages, {"role": "user", "content": prompt}], config)
@@ -218,6 +217,12 @@ def run_cmd(args: argparse.Namespace) -> None:
             sys.exit(130)
         return
     _chat(session, config, out, err, show_reasoning)
+
+
+def _print_notes(loaded, err) -> None:
+    """What loading had to work around (a provider that failed, the CPU taking over), on stderr."""
+    for note in loaded.pipeline.report.notes:
+        err.print(note, style="yellow", markup=False)
 
 
 def _bench_arguments(parser: CommandParser) -> None:
@@ -246,6 +251,7 @@ def bench_cmd(args: argparse.Namespace) -> None:
     options, markers = replace(loaded.pipeline.options, huge_pages=True), loaded.markers
     del loaded  # load again: the second load is the warm one (files cached, compiled NPU graphs reused)
     loaded = LocalModel(resolved.folder, options, markers)
+    _print_notes(loaded, err)
 
     def show(run) -> None:
         if not json_out:

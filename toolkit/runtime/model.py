@@ -114,5 +114,6 @@ class LocalModel:
             "window": self.pipeline.window,
             "load_seconds": round(self.load_seconds, 3),
             "stages": self.pipeline.report.stages,
+            "notes": list(self.pipeline.report.notes),  # e.g. a provider that failed and the CPU that took over
             "huge_pages": self.huge_pages_summary(),
         }
