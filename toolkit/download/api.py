@@ -13,9 +13,9 @@ from toolkit.download.config import DownloadConfig
 from toolkit.download.http import make_client
 from toolkit.download.manager import FileStatus, TransferReport, file_statuses, install, resolve_variant
 from toolkit.download.progress import Progress
-from toolkit.store.blobs import Store
+from toolkit.store.blobs import Pins, Store
 from toolkit.store.cache import VerifyResult, forget_bad, verify_variant
-from toolkit.store.snapshots import touch_last_used
+from toolkit.store.snapshots import snapshot_files, touch_last_used
 
 
 def _client(cfg: DownloadConfig):
@@ -54,11 +54,27 @@ def download_variant(
     if not force and (snap / paths.COMPLETE_MARKER).is_file():
         touch_last_used(snap)
         return snap, None
+    with store.writing(variant.id, (progress or Progress()).note) as pins:
+        if not force and (snap / paths.COMPLETE_MARKER).is_file():  # the process we waited for wrote it
+            touch_last_used(snap)
+            return snap, None
+        return _fetch_and_install(variant, store, pins, progress, mirror, config)
+
+
+def _fetch_and_install(
+    variant: Variant,
+    store: Store,
+    pins: Pins,
+    progress: Progress | None,
+    mirror: str | None,
+    config: DownloadConfig | None,
+) -> tuple[Path, TransferReport]:
+    """Resolve the variant and install it, the caller holding it (`pins`)."""
     cfg = config or DownloadConfig.from_env()
     with _client(cfg) as client:
         resolved = resolve_variant(variant, client, mirror, progress)
         try:
-            return install(resolved, store, client, cfg, progress)
+            return install(resolved, store, client, cfg, progress, pins)
         except (DownloadError, SourceError) as e:
             # a mirror that fails mid-way: what it delivered stays in the store (by sha256); the rest
             # comes from the variant's own source
@@ -68,7 +84,7 @@ def download_variant(
             (progress or Progress()).note(
                 f"mirror {resolved.origin} failed ({e}); using the {variant.source.type} source"
             )
-            return install(resolve(variant, client), store, client, cfg, progress)
+            return install(resolve(variant, client), store, client, cfg, progress, pins)
 
 
 @dataclass
@@ -115,6 +131,8 @@ def repair_variant(result: VerifyResult, progress: Progress | None = None, root:
     if found is None:
         raise UnknownModelError(result.variant_id, kind="variant (no manifest to repair it from)")
     store = Store(root)
-    forget_bad(store, result)
-    ensure_variant(found[0], found[1], progress, root=store.root)
+    with store.writing(result.variant_id, (progress or Progress()).note) as pins:
+        pins.add(f.sha256 for f in snapshot_files(result.variant_id, store.root))  # the healthy ones stay
+        forget_bad(store, result)
+        _fetch_and_install(found[1], store, pins, progress, None, None)
     return verify_variant(store, result.variant_id).ok

@@ -39,37 +39,37 @@ def _place(blob: Path, target: Path) -> None:
 
 
 def write_snapshot(store: Store, variant_id: str, files: list[SnapshotFile], meta: dict) -> Path:
-    """Build snapshots/<name>/<version>/ from blobs; `.toolkit/complete.json` is written last, atomically."""
+    """Build snapshots/<name>/<version>/ from blobs; `.toolkit/complete.json` is written last, atomically.
+    The caller holds the variant (Store.writing) with these blobs pinned, so no prune or remove touches them."""
     snap = paths.snapshot_dir(variant_id, store.root)
     marker = snap / paths.COMPLETE_MARKER
-    with store.lock(f"variant-{variant_id.replace(':', '@')}"):
-        try:
-            marker.unlink()
-        except FileNotFoundError:
-            pass
-        snap.mkdir(parents=True, exist_ok=True)
-        wanted = set()
-        for f in files:
-            target = safe_join(snap, f.path, where=variant_id)
-            blob = store.blob_path(f.sha256)
-            if not blob.is_file():
-                raise StoreError(f"{blob}: blob missing while building the snapshot of {variant_id}")
-            _place(blob, target)
-            wanted.add(target)
-        for p in sorted(snap.rglob("*"), reverse=True):  # files left from an older snapshot go
-            if p.is_file() and p not in wanted and ".toolkit" not in p.relative_to(snap).parts:
-                unlink_readonly(p)
-        record = dict(
-            meta,
-            variant_id=variant_id,
-            completed_at=time.time(),
-            files=[{"path": f.path, "size": f.size, "sha256": f.sha256} for f in files],
-        )
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        tmp = marker.with_name(marker.name + ".tmp")
-        tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
-        os.replace(tmp, marker)
-        touch_last_used(snap)
+    try:
+        marker.unlink()
+    except FileNotFoundError:
+        pass
+    snap.mkdir(parents=True, exist_ok=True)
+    wanted = set()
+    for f in files:
+        target = safe_join(snap, f.path, where=variant_id)
+        blob = store.blob_path(f.sha256)
+        if not blob.is_file():
+            raise StoreError(f"{blob}: blob missing while building the snapshot of {variant_id}")
+        _place(blob, target)
+        wanted.add(target)
+    for p in sorted(snap.rglob("*"), reverse=True):  # files left from an older snapshot go
+        if p.is_file() and p not in wanted and ".toolkit" not in p.relative_to(snap).parts:
+            unlink_readonly(p)
+    record = dict(
+        meta,
+        variant_id=variant_id,
+        completed_at=time.time(),
+        files=[{"path": f.path, "size": f.size, "sha256": f.sha256} for f in files],
+    )
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    tmp = marker.with_name(marker.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    os.replace(tmp, marker)
+    touch_last_used(snap)
     return snap
 
 
