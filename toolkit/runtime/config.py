@@ -5,20 +5,37 @@ iterator, lm_head) packages are understood, with the key names onnxruntime-genai
 packages published for Foundry Local / AI Toolkit load here. Unknown top-level sections are
 ignored (as newer runtimes add them); wrong types and missing files raise `PackageError`
 naming the file and the field.
+
+A package is data: every file it names must lie inside its folder (no absolute paths, '..' or links
+leading out), and no session option or provider option may name a file, folder or library for
+onnxruntime to load or write (QNN's backend is chosen by name, never by path). `custom_ops_library`
+is read (inside the folder) but loading it is the runtime's decision (`RuntimeOptions.allow_custom_ops`).
 """
 
 from __future__ import annotations
 
-import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from catalog.errors import MissingFileError, PackageError
+from catalog import jsonio
+from catalog.errors import MissingFileError, PackageError, StoreError
+from toolkit.store.safety import safe_join
 
 CONFIG_NAME = "genai_config.json"
 SUPPORTED_TYPES_PIPELINE = ("decoder-pipeline",)
 ALIGNMENTS = ("left", "right")
+QNN_BACKENDS = {"htp": "QnnHtp", "cpu": "QnnCpu", "gpu": "QnnGpu"}  # backend_type -> library name
+# Words that mark a session config entry or provider option as naming a file, folder or library: QNN's
+# backend_path, qnn_saver_path, qnn_ir_backend_path, op_packages, profiling_file_path, json_qnn_graph_dir;
+# ORT's ep.context_file_path, session.node_partition_config_file, *_external_initializers_file_name;
+# OpenVINO's cache_dir; VitisAI's config_file, cacheDir, xclbin; TensorRT's trt_*_cache_path, *_lib_paths ...
+_FILE_WORDS = {"path", "paths", "file", "files", "filename", "filepath", "dir", "dirs", "directory", "folder",
+               "library", "libraries", "lib", "libs", "packages", "xclbin"}
+# ... and options that do the same without saying so, or hand onnxruntime a native address.
+_UNSAFE_KEYS = {"load_config", "dump_qnn_ir_dlc", "dump_json_qnn_graph", "context", "user_compute_stream",
+                "gpu_external_alloc", "gpu_external_free", "gpu_external_empty_cache"}
 
 
 @dataclass(frozen=True)
@@ -39,9 +56,10 @@ class SessionConfig:
     enable_cpu_mem_arena: bool | None = None
     enable_mem_pattern: bool | None = None
     log_severity_level: int | None = None
-    custom_ops_library: str | None = None
+    custom_ops_library: str | None = None  # an absolute path inside the package folder
     providers: tuple[ProviderOptions, ...] = ()
     config_entries: dict[str, str] = field(default_factory=dict)
+    where: str = field(default="", repr=False, compare=False)  # its place in genai_config.json, for messages
 
 
 @dataclass(frozen=True)
@@ -126,6 +144,11 @@ class GenaiConfig:
     def folder(self) -> Path:
         return self.path.parent
 
+    def custom_ops_libraries(self) -> list[tuple[str, str]]:
+        """(field, library) for each `custom_ops_library` the package names, at decoder and at stage level."""
+        sessions = [self.session, *(s.session for s in self.stages if s.session is not None)]
+        return [(f"{s.where}.custom_ops_library", s.custom_ops_library) for s in sessions if s.custom_ops_library]
+
 
 class _Fields:
     """Reads typed values out of one JSON object, naming `file: path.to.field` when one is wrong."""
@@ -170,13 +193,55 @@ class _Fields:
         return None if value is None else int(value)
 
 
+def _file_in_package(f: _Fields, key: str, name: str, folder: Path) -> Path:
+    """folder/name, which must be a file inside the folder: no absolute path, '..' or link leading out."""
+    try:
+        path = safe_join(folder, name)
+    except StoreError as e:
+        f.fail(key, f"{e}; a package may only name files inside its own folder")
+    if not path.is_file():
+        f.fail(key, f"file {name!r} not found in {folder}")
+    return path
+
+
+def _names_a_file(key: str) -> bool:
+    words = re.split(r"[._\-]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower())
+    return key.lower() in _UNSAFE_KEYS or any(w in _FILE_WORDS for w in words)
+
+
+def _refuse_file_options(f: _Fields, where: str, options: dict[str, Any]) -> None:
+    for key, value in options.items():
+        if _names_a_file(key):
+            f.fail(f"{where}{key}", f"names a file, folder or library for onnxruntime ({value!r}); a package may not "
+                                    "set it (the toolkit chooses where its libraries and caches are)")
+
+
+def _qnn_options(f: _Fields, where: str, options: dict[str, str]) -> dict[str, str]:
+    """QNN options with the backend as `backend_type` (htp, cpu or gpu). A `backend_path` that is only a backend's
+    library name (QnnHtp.dll, libQnnHtp.so, as published packages have) picks that backend; a path is refused."""
+    out = dict(options)
+    by_name = {lib.lower(): kind for kind, lib in QNN_BACKENDS.items()}
+    path = out.pop("backend_path", None)
+    if path is not None:
+        kind = by_name.get(path.lower().removesuffix(".dll").removesuffix(".so").removeprefix("lib"))
+        if kind is None or "/" in path or "\\" in path:
+            f.fail(f"{where}backend_path", f"names a library to load ({path!r}); a package may only choose QNN's "
+                                           f"backend (backend_type: {', '.join(QNN_BACKENDS)}), which the toolkit "
+                                           "loads from the onnxruntime-qnn package")
+        out.setdefault("backend_type", kind)
+    kind = out.get("backend_type")
+    if kind is not None and kind.lower() not in QNN_BACKENDS:
+        f.fail(f"{where}backend_type", f"expected one of {', '.join(QNN_BACKENDS)}, got {kind!r}")
+    return out
+
+
 def _provider_name(name: str) -> str:
     return {"qnn": "QNN", "dml": "DML", "openvino": "OpenVINO", "vitisai": "VitisAI", "webgpu": "WebGPU"}.get(
         name.lower(), name
     )
 
 
-def _session(f: _Fields | None) -> SessionConfig | None:
+def _session(f: _Fields | None, folder: Path) -> SessionConfig | None:
     if f is None:
         return None
     known = {
@@ -192,13 +257,20 @@ def _session(f: _Fields | None) -> SessionConfig | None:
         (name, opts), = entry.items()
         if not isinstance(opts, dict):
             f.fail(f"provider_options[{i}].{name}", f"expected an object, got {type(opts).__name__}")
-        providers.append(ProviderOptions(_provider_name(name), {k: str(v) for k, v in opts.items()
-                                                               if not isinstance(v, dict)}))
+        options = {k: str(v) for k, v in opts.items() if not isinstance(v, dict)}
+        if _provider_name(name) == "QNN":
+            options = _qnn_options(f, f"provider_options[{i}].{name}.", options)
+        _refuse_file_options(f, f"provider_options[{i}].{name}.", options)
+        providers.append(ProviderOptions(_provider_name(name), options))
     level = f.get("graph_optimization_level", str)
     if level is not None and level not in ("ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED",
                                            "ORT_ENABLE_ALL"):
         f.fail("graph_optimization_level", f"unknown level {level!r}")
     entries = {k: str(v) for k, v in f.data.items() if k not in known and not isinstance(v, (dict, list))}
+    _refuse_file_options(f, "", entries)
+    library = f.get("custom_ops_library", str)
+    if library is not None:
+        library = str(_file_in_package(f, "custom_ops_library", library, folder).resolve())
     return SessionConfig(
         intra_op_num_threads=f.get("intra_op_num_threads", int),
         inter_op_num_threads=f.get("inter_op_num_threads", int),
@@ -206,9 +278,10 @@ def _session(f: _Fields | None) -> SessionConfig | None:
         enable_cpu_mem_arena=f.get("enable_cpu_mem_arena", bool),
         enable_mem_pattern=f.get("enable_mem_pattern", bool),
         log_severity_level=f.get("log_severity_level", int),
-        custom_ops_library=f.get("custom_ops_library", str),
+        custom_ops_library=library,
         providers=tuple(providers),
         config_entries=entries,
+        where=f.where,
     )
 
 
@@ -227,14 +300,13 @@ def _string_map(f: _Fields, key: str) -> dict[str, str]:
 
 def _stage(f: _Fields, stage_id: str, folder: Path) -> Stage:
     filename = f.get("filename", str, required=True)
-    if not (folder / filename).is_file():
-        f.fail("filename", f"file {filename!r} not found in {folder}")
+    _file_in_package(f, "filename", filename, folder)
     return Stage(
         id=stage_id,
         filename=filename,
         inputs=_strings(f, "inputs"),
         outputs=_strings(f, "outputs"),
-        session=_session(f.child("session_options")),
+        session=_session(f.child("session_options"), folder),
         run_on_prompt=f.get("run_on_prompt", bool, True),
         run_on_token_gen=f.get("run_on_token_gen", bool, True),
         is_lm_head=f.get("is_lm_head", bool, False),
@@ -303,8 +375,7 @@ def parse_genai_config(data: Any, path: Path) -> GenaiConfig:
         stages = _pipeline(dec, folder)
     else:
         filename = dec.get("filename", str, required=True)
-        if not (folder / filename).is_file():
-            dec.fail("filename", f"file {filename!r} not found in {folder}")
+        _file_in_package(dec, "filename", filename, folder)
         stages = (Stage(id="decoder", filename=filename, is_lm_head=True),)
     window = None
     sw = dec.child("sliding_window")
@@ -345,7 +416,7 @@ def parse_genai_config(data: Any, path: Path) -> GenaiConfig:
         num_key_value_heads=dec.positive("num_key_value_heads"),
         head_size=dec.positive("head_size"),
         hidden_size=dec.positive("hidden_size"),
-        session=_session(dec.child("session_options")) or SessionConfig(),
+        session=_session(dec.child("session_options"), folder) or SessionConfig(where="model.decoder.session_options"),
         names=_names(dec),
         stages=stages,
         sliding_window=window,
@@ -364,7 +435,7 @@ def load_genai_config(package: Path) -> GenaiConfig:
     except OSError as e:
         raise PackageError(f"{path}: cannot read: {e.strerror or e}") from e
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
+        data = jsonio.loads(text)
+    except ValueError as e:  # malformed, or nested too deeply
         raise PackageError(f"{path}: not valid JSON: {e}") from e
     return parse_genai_config(data, path)

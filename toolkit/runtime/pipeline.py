@@ -53,13 +53,15 @@ def _static(dim: Any) -> int | None:
 
 @dataclass
 class RuntimeOptions:
-    """How to load a package: threads, a provider override, where compiled NPU graphs are cached."""
+    """How to load a package: threads, a provider override, where compiled NPU graphs are cached, and whether
+    its custom-op library (native code) may be loaded: only for a local package the user trusts."""
 
     threads: int | None = None
     provider: str | None = None
     ep_cache_dir: Path | None = None
     prefill_chunk: int | None = None  # prompt tokens per run for dynamic-length graphs (None: automatic)
     huge_pages: bool = True  # re-back the loaded weights with transparent huge pages (Linux; see hugepages.py)
+    allow_custom_ops: bool = False  # load the package's custom_ops_library (native code; it must be inside it)
 
 
 @dataclass
@@ -90,6 +92,13 @@ class DecoderPipeline:
         self.config = config
         self.options = options or RuntimeOptions()
         self.report = LoadReport()
+        libraries = config.custom_ops_libraries()
+        if libraries and not self.options.allow_custom_ops:
+            where, library = libraries[0]
+            raise PackageError(
+                f"{config.path}: {where}: the package asks to load native code ({library}); a package is data, so "
+                "this is refused unless you trust this package and allow it (`--allow-custom-ops`)"
+            )
         start = time.perf_counter()
         self._runners: list[_Runner] = []
         sessions: dict[tuple[str, str], Any] = {}

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from catalog.errors import ModelLoadError
-from toolkit.runtime.config import SessionConfig
+from toolkit.runtime.config import QNN_BACKENDS, SessionConfig
 from toolkit.runtime.native_output import native_stdout_to_stderr
 
 EP_NAMES = {
@@ -31,7 +31,6 @@ EP_NAMES = {
     "webgpu": "WebGpuExecutionProvider",
 }
 PLUGIN_EPS = {"QNNExecutionProvider"}
-QNN_BACKENDS = {"htp": "QnnHtp", "cpu": "QnnCpu", "gpu": "QnnGpu"}
 # Thread-pool spinning, unless the package sets it. Each session has its own intra-op pool; spinning between
 # kernels inside one run is what keeps a decode step fast (~400 kernels a token), but a pool that goes on
 # spinning after its run returns steals the cores of the next stage (embeddings, transformer and lm_head run in
@@ -102,18 +101,15 @@ def _qnn_library_dir() -> Path | None:
 
 
 def resolve_qnn_options(options: dict[str, str]) -> dict[str, str]:
-    """QNN options with `backend_path` (or `backend_type`) pointing at the plugin wheel's backend library."""
+    """QNN options with `backend_path` set to the plugin wheel's library for `backend_type` (htp by default).
+
+    Only these libraries are loaded: a path in the options is never used (a package is data; see config.py)."""
     out = dict(options)
+    out.pop("backend_path", None)
+    base = QNN_BACKENDS.get((out.pop("backend_type", None) or "htp").lower(), "QnnHtp")
     lib_dir = _qnn_library_dir()
-    backend_type = out.pop("backend_type", None)
-    path = out.get("backend_path")
-    if path is None:
-        base = QNN_BACKENDS.get((backend_type or "htp").lower(), "QnnHtp")
-    else:
-        base = Path(path).stem.removeprefix("lib")
-    if lib_dir is not None and (path is None or not Path(path).is_absolute() or not Path(path).exists()):
-        name = f"{base}.dll" if os.name == "nt" else f"lib{base}.so"
-        out["backend_path"] = str(lib_dir / name)
+    if lib_dir is not None:
+        out["backend_path"] = str(lib_dir / (f"{base}.dll" if os.name == "nt" else f"lib{base}.so"))
     return out
 
 
