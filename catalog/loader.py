@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import difflib
-import json
 import os
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from catalog import jsonio
 from catalog.errors import ManifestError, UnknownModelError
 from catalog.schema import Manifest, Variant, parse_manifest
 
@@ -50,10 +50,10 @@ def _json_files(path: Path) -> Iterator[Path]:
 def load_manifest_file(path: Path) -> Manifest:
     """Read and validate one manifest file."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = jsonio.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise ManifestError(str(path), "", f"cannot read: {e.strerror or e}") from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except ValueError as e:  # malformed, not UTF-8, or nested too deeply
         raise ManifestError(str(path), "", f"not valid JSON: {e}") from e
     return parse_manifest(data, str(path))
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from catalog import jsonio
 from catalog.errors import DownloadError, NotFoundError, SourceError
 
 API_RETRY_AFTER_MAX = 60.0
@@ -149,6 +150,6 @@ def get_json(
     if r.status_code >= 400:
         raise SourceError(f"{url}: HTTP {r.status_code}")
     try:
-        return r.json()
+        return jsonio.loads(r.content)
     except ValueError as e:
         raise SourceError(f"{url}: the answer is not JSON ({e})") from e

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from catalog import jsonio
 from catalog.selection import DeviceProfile
 from toolkit.device.detect import NOT_PROBED, detect
 from toolkit.device.model import DeviceReport
@@ -68,7 +69,7 @@ def current_report(refresh: bool = False, probe_eps: bool = True) -> DeviceRepor
     fp = _fingerprint()
     if not refresh:
         try:
-            cached = json.loads(path.read_text(encoding="utf-8"))
+            cached = jsonio.loads(path.read_text(encoding="utf-8"))
             fresh = cached.get("fingerprint") == fp and time.time() - cached.get("time", 0) < CACHE_TTL_S
             if fresh and (cached.get("eps_probed", True) or not probe_eps):
                 return DeviceReport.from_dict(cached["report"])

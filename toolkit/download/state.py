@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from catalog import jsonio
 from toolkit.download.plan import Part
 
 STATE_VERSION = 1
@@ -44,7 +45,7 @@ class PartialState:
 def load_state(path: Path, data_path: Path, size: int) -> PartialState | None:
     """The saved state if it matches the expected size and its data file exists; else None."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = jsonio.loads(path.read_text(encoding="utf-8"))
         if raw.get("version") != STATE_VERSION or raw.get("size") != size:
             return None
         if not data_path.is_file() or data_path.stat().st_size != size:

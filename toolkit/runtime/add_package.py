@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from catalog import jsonio
 from catalog.errors import ManifestError, MissingFileError, StoreError
 from catalog.loader import Catalog, config_dir, load_manifest_file
 from catalog.schema import ALIAS_RE, VARIANT_ID_RE, Manifest, parse_manifest
@@ -73,7 +74,7 @@ def _device(config: GenaiConfig) -> tuple[str, str, str]:
 def _build_info(folder: Path) -> dict[str, Any]:
     """What `toolkit build` recorded about the package (toolkit_manifest.json), or nothing."""
     try:
-        data = json.loads((folder / "toolkit_manifest.json").read_text(encoding="utf-8"))
+        data = jsonio.loads((folder / "toolkit_manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -150,7 +151,7 @@ def add_package(folder: str | Path, variant_id: str, alias: str | None = None,
     _check_names(alias, variant_id, manifest_path, files, root)
     data = _manifest_data(alias, variant_id, pkg, config, files)
     if manifest_path.is_file():  # the alias has other variants added before: keep them
-        earlier = json.loads(manifest_path.read_text(encoding="utf-8"))
+        earlier = jsonio.loads(manifest_path.read_text(encoding="utf-8"))
         data["variants"] += [v for v in earlier["variants"] if v.get("id") != variant_id]
     manifest: Manifest = parse_manifest(data, str(manifest_path))  # the file we write must load
     snapshot = ensure_variant(manifest, manifest.variants[0], progress, root=root)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from catalog import jsonio
 from catalog.errors import MissingFileError, PackageError
 from toolkit.runtime.config import CONFIG_NAME, GenaiConfig, load_genai_config
 from toolkit.runtime.pipeline import DecoderPipeline, RuntimeOptions
@@ -69,7 +69,7 @@ class LocalModel:
         gen = self.folder / "generation_config.json"
         if gen.is_file():
             try:
-                value = json.loads(gen.read_text(encoding="utf-8")).get("eos_token_id")
+                value = jsonio.loads(gen.read_text(encoding="utf-8")).get("eos_token_id")
             except (OSError, ValueError, AttributeError):
                 value = None
             if isinstance(value, int):

@@ -7,10 +7,10 @@ package's chat template (see chat_template.py).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from catalog import jsonio
 from catalog.errors import MissingFileError, PackageError
 from toolkit.runtime.chat_template import ChatTemplate, load_chat_template
 
@@ -48,7 +48,7 @@ class PackageTokenizer:
         if not path.is_file():
             return {}
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = jsonio.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise PackageError(f"{path}: not valid JSON: {e}") from e
         if not isinstance(data, dict):
