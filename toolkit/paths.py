@@ -11,21 +11,29 @@ $TOOLKIT_HOME (default: platformdirs' user cache dir for "toolkit")
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
+
+from catalog import jsonio
+from catalog.errors import StoreError
 
 ENV_HOME = "TOOLKIT_HOME"
 COMPLETE_MARKER = Path(".toolkit") / "complete.json"
 
 
 def home() -> Path:
-    """The store root: TOOLKIT_HOME, else the user cache dir."""
+    """The store root: TOOLKIT_HOME, else the user cache dir; a file where the folder should be is a StoreError."""
     if os.environ.get(ENV_HOME):
-        return Path(os.environ[ENV_HOME])
-    from platformdirs import user_cache_dir
+        root = Path(os.environ[ENV_HOME])
+        where = f"{ENV_HOME}={root}"
+    else:
+        from platformdirs import user_cache_dir
 
-    return Path(user_cache_dir("toolkit", appauthor=False))
+        root = Path(user_cache_dir("toolkit", appauthor=False))
+        where = str(root)
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"{where}: not a folder; the store must be a folder (set {ENV_HOME} to one)")
+    return root
 
 
 def snapshot_dir(variant_id: str, root: Path | None = None) -> Path:
@@ -57,6 +65,6 @@ def installed_variant_ids(root: Path | None = None) -> set[str]:
 def read_complete_marker(variant_id: str, root: Path | None = None) -> dict | None:
     """The completion record of a downloaded variant, or None."""
     try:
-        return json.loads((snapshot_dir(variant_id, root) / COMPLETE_MARKER).read_text(encoding="utf-8"))
+        return jsonio.loads((snapshot_dir(variant_id, root) / COMPLETE_MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None

@@ -7,10 +7,11 @@ the commands, so `toolkit list --json` and `toolkit --help` start fast.
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Sequence
 
-from catalog.errors import ToolkitError
+from catalog.errors import DiskFullError, StoreError, ToolkitError
 from toolkit import __version__
 from toolkit.cli import build_cmds, catalog_cmds, download_cmds, run_cmds, store_cmds
 from toolkit.cli.parsing import Root
@@ -36,3 +37,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except OSError as e:  # a folder the command could not use: a read-only store or export folder, a full disk
+        print(f"error: {e.filename or 'a file'}: {e.strerror or e}", file=sys.stderr)
+        sys.exit(DiskFullError.exit_code if e.errno in (errno.ENOSPC, errno.EDQUOT) else StoreError.exit_code)

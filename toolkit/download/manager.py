@@ -27,7 +27,7 @@ from toolkit.download.progress import Progress
 from toolkit.download.state import load_state
 from toolkit.download.transfer import FileTransfer
 from toolkit.store.blobs import Pins, Store
-from toolkit.store.safety import check_relpath
+from toolkit.store.safety import check_listing
 from toolkit.store.snapshots import SnapshotFile, write_snapshot
 from toolkit.units import human_size
 
@@ -69,8 +69,8 @@ class TransferReport:
 def file_statuses(resolved: ResolvedVariant, store: Store) -> list[FileStatus]:
     """Which files are already in the store, and how much of the others is on disk as a partial."""
     out = []
+    check_listing([rf.path for rf in resolved.files], resolved.origin)
     for rf in resolved.files:
-        check_relpath(rf.path, resolved.origin)
         have = bool(rf.sha256) and store.has_blob(rf.sha256, rf.size)
         partial = 0
         if not have and rf.size:
