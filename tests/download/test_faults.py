@@ -47,6 +47,8 @@ def assert_nothing_final(root: Path) -> None:
     assert all(hashlib.sha256(b.read_bytes()).hexdigest() == b.name for b in blobs)
     assert hashlib.sha256(DATA).hexdigest() not in [b.name for b in blobs]
     assert paths.installed_variant_ids(root) == set()
+    partial = root / "partial"
+    assert not [d for d in partial.iterdir() if d.is_dir() and not any(d.iterdir())] if partial.exists() else True
 
 
 def test_clean_download_fetches_each_byte_once(hub: HubServer, tmp_path: Path) -> None:

@@ -392,3 +392,7 @@ class FileTransfer:
                 p.unlink()
             except FileNotFoundError:
                 pass
+        try:
+            self.dir.rmdir()  # only if empty: another process may have put its own state there
+        except OSError:
+            pass
