@@ -105,6 +105,14 @@ def test_toolkit_run_refuses_the_library_with_exit_code_9(package: Path, marker:
     assert not marker.exists()
 
 
+def test_toolkit_run_allow_custom_ops_loads_it_for_a_package_given_by_path(package: Path, marker: Path) -> None:
+    build_library(package / "custom_ops.so", marker)
+    edit_config(package, lambda d: session_options(d, "decoder").update(custom_ops_library="custom_ops.so"))
+    result = run_toolkit("run", str(package), "--prompt", "hello", "-n", "1", "--allow-custom-ops")
+    assert result.returncode == 0, result.stderr
+    assert marker.exists()
+
+
 def test_opting_in_loads_a_library_inside_the_package(package: Path, marker: Path) -> None:
     (package / "ops").mkdir()
     build_library(package / "ops" / "custom_ops.so", marker)

@@ -35,6 +35,9 @@ def _model_arguments(parser: CommandParser) -> None:
     parser.add_argument("--ep", metavar="EP", help="Force an execution provider for every stage (cpu, qnn...).")
     add_mirror(parser)
     add_require_pinned(parser)
+    parser.add_argument("--allow-custom-ops", action="store_true",
+                        help="Load the package's custom_ops_library (native code, from inside the package folder); "
+                             "only for a package folder you built or trust, never for a download.")
     add_json(parser)
 
 
@@ -71,8 +74,10 @@ def _open(resolved, args: argparse.Namespace, huge_pages: bool = True):
     from toolkit.runtime.model import LocalModel
     from toolkit.runtime.pipeline import RuntimeOptions
 
+    if args.allow_custom_ops and resolved.variant_id is not None:
+        raise UsageError("--allow-custom-ops is for a package folder you give by path, not a catalog download")
     options = RuntimeOptions(threads=args.threads, provider=args.ep, ep_cache_dir=paths.home() / "ep-cache",
-                             huge_pages=huge_pages)
+                             huge_pages=huge_pages, allow_custom_ops=args.allow_custom_ops)
     return LocalModel(resolved.folder, options, resolved.markers)
 
 
