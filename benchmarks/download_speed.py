@@ -40,6 +40,9 @@ def main() -> None:
     ap.add_argument("--size-mb", type=int, default=400)
     ap.add_argument("--rate-mb", type=float, default=20.0)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--fsync-ab", action="store_true",
+                    help="also time `toolkit download` with TOOLKIT_DL_FSYNC=0 (what durability costs)")
+    ap.add_argument("--no-hf", action="store_true", help="leave out hf_hub_download (20 s a run at 20 MB/s)")
     args = ap.parse_args()
     size = args.size_mb * 1000 * 1000
     src = make_file(bench_dir() / f"model-{args.size_mb}MB.bin", size)
@@ -47,20 +50,18 @@ def main() -> None:
     manifest = write_manifest(bench_dir() / "manifests")
     # "toolkit API": ensure_variant timed inside a warm process (as `toolkit run` calls it): no
     # interpreter start or imports. The headline comparison is the `toolkit download` process.
-    times: dict[str, list[float]] = {
-        "toolkit": [],
-        "toolkit API": [],
-        "hf_hub_download": [],
-        "aria2c -x8 -s8": [],
-    }
+    engines = ["toolkit", *(["toolkit, no fsync"] if args.fsync_ab else []), "toolkit API",
+               *([] if args.no_hf else ["hf_hub_download"]), "aria2c -x8 -s8"]
+    times: dict[str, list[float]] = {engine: [] for engine in engines}
     verified: dict[str, list[bool]] = {k: [] for k in times}
     home = fresh_dir("toolkit-home-")  # the API's store: warm, as in a running `toolkit run`
     with server([src], args.rate_mb * 1e6) as (url, _stats):
         for rep in range(args.runs + 1):
             for engine in times:
-                out_dir = fresh_dir(f"{engine.split()[0]}-")
-                if engine == "toolkit":  # the first command on a new machine: a new, empty store every time
-                    t, r = timed(TOOLKIT_CMD, toolkit_env(url, out_dir, manifest))
+                out_dir = fresh_dir(f"{engine.split()[0].rstrip(',')}-")
+                if engine.startswith("toolkit,") or engine == "toolkit":  # a new, empty store every time
+                    extra = {"TOOLKIT_DL_FSYNC": "0"} if "no fsync" in engine else {}
+                    t, r = timed(TOOLKIT_CMD, toolkit_env(url, out_dir, manifest, **extra))
                     result = Path(json.loads(r.stdout)["path"]) / src.name if r.returncode == 0 else None
                 elif engine == "toolkit API":
                     _, r = timed([PY, "-c", API_CODE], toolkit_env(url, home, manifest))
@@ -89,7 +90,7 @@ def main() -> None:
                     remove(home / sub)
                 label = "warm-up" if rep == 0 else f"run {rep}"
                 print(
-                    f"{label:8} {engine:16} {t:6.2f} s  {size / t / 1e6:6.1f} MB/s  sha256 ok: {ok}",
+                    f"{label:8} {engine:18} {t:6.2f} s  {size / t / 1e6:6.1f} MB/s  sha256 ok: {ok}",
                     flush=True,
                 )
                 if rep > 0:

@@ -41,6 +41,9 @@ class DownloadConfig:
     disk_margin: int = 16 * MiB
     # Refuse files whose digest only the serving mirror vouches for, or that have none (TOOLKIT_REQUIRE_PINNED)
     require_pinned: bool = False
+    # fsync each blob and snapshot before its final name (a power cut leaves no name on a partial file); the
+    # transfer flushes as it goes, so the last fsync is short. Off only for throwaway stores.
+    fsync: bool = True
 
     def __post_init__(self) -> None:
         for f in fields(self):

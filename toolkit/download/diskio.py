@@ -57,11 +57,17 @@ class PrefixHasher(threading.Thread):
     being read) must call `rewritten(offset)` first, and hashing starts again from byte zero.
     """
 
+    FLUSH_EVERY = 64 << 20
+
     def __init__(
-        self, path: Path, size: int, written_end: Callable[[int], int], git: bool, md5: bool
+        self, path: Path, size: int, written_end: Callable[[int], int], git: bool, md5: bool,
+        flush: bool = False,
     ) -> None:
         super().__init__(daemon=True, name="toolkit-hasher")
         self.path, self.size, self.written_end = path, size, written_end
+        # With `flush`, what it has hashed is written back to the disk as it goes (fsync here blocks only this
+        # thread), so the fsync before the blob's rename has little left to do.
+        self.flush = flush
         self.git, self.with_md5 = git, md5
         self.stop = threading.Event()
         self.error: BaseException | None = None
@@ -75,6 +81,12 @@ class PrefixHasher(threading.Thread):
         self.sha256 = hashlib.sha256()
         self.sha1 = hashlib.sha1(f"blob {self.size}\0".encode()) if self.git else None
         self.md5 = hashlib.md5(usedforsecurity=False) if self.with_md5 else None
+
+    def _flush(self, fd: int) -> None:
+        try:
+            os.fsync(fd)
+        except OSError:  # e.g. Windows cannot flush a read-only handle: the final fsync does it all
+            self.flush = False
 
     @property
     def stale(self) -> bool:
@@ -119,6 +131,8 @@ class PrefixHasher(threading.Thread):
                             self.md5.update(data)
                         self.cursor += len(data)
                         self._claimed = self.cursor
+                if self.flush and self.cursor // self.FLUSH_EVERY != (self.cursor - len(data)) // self.FLUSH_EVERY:
+                    self._flush(fd)
                 if not data:
                     time.sleep(0.02)
         except OSError as e:

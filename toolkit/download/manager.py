@@ -229,7 +229,7 @@ class VariantTransfer:
             size = rf.size or 0
         if self.pins is not None:
             self.pins.add((sha,))
-        self.store.commit_blob(data, sha)
+        self.store.commit_blob(data, sha, durable=self.cfg.fsync)
         self.store.remove_partial(key)
         with self.lock:
             self.report.fetched_files += 1
@@ -290,5 +290,5 @@ def install(
     report = VariantTransfer(resolved, store, client, config, progress, pins).run()
     report.digests = digest_counts(resolved.files)
     meta = {"source": resolved.source, "revision": resolved.revision, "origin": resolved.origin}
-    snap = write_snapshot(store, resolved.variant_id, report.files, meta)
+    snap = write_snapshot(store, resolved.variant_id, report.files, meta, durable=config.fsync)
     return snap, report

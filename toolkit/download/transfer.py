@@ -321,6 +321,7 @@ class FileTransfer:
                     self._written_end,
                     git=bool(self.rf.git_sha1) and not self.rf.sha256,
                     md5=bool(self.rf.md5) and not self.rf.sha256,
+                    flush=self.cfg.fsync,
                 )
                 self._hasher = hasher
                 hasher.start()

@@ -37,6 +37,28 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def fsync_file(path: Path) -> None:
+    """Flush a file's bytes to the disk (before it gets a final name: a power cut must not leave that name on
+    an empty or partial file)."""
+    fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a folder's entries (a rename or a new link in it). Windows cannot open folders for this and
+    journals them with the rename itself."""
+    if os.name == "nt":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def unlink_readonly(path: Path) -> None:
     """Delete a file even if it is read-only (blobs are; Windows refuses to delete read-only files)."""
     try:
@@ -82,12 +104,17 @@ class Store:
             return False
         return size is None or st.st_size == size
 
-    def commit_blob(self, src: Path, sha256: str) -> Path:
-        """Move a verified file to its blob name (atomic rename) and make it read-only."""
+    def commit_blob(self, src: Path, sha256: str, durable: bool = True) -> Path:
+        """Move a verified file to its blob name (atomic rename) and make it read-only; when `durable`, its
+        bytes reach the disk before the rename and the rename before this returns."""
         dest = self.blob_path(sha256)
         dest.parent.mkdir(parents=True, exist_ok=True)
+        if durable:
+            fsync_file(src)
         os.chmod(src, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
         os.replace(src, dest)
+        if durable:
+            fsync_dir(dest.parent)
         return dest
 
     def partial_dir(self, key: str) -> Path:

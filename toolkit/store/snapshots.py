@@ -11,7 +11,7 @@ from pathlib import Path
 
 from catalog.errors import StoreError
 from toolkit import paths
-from toolkit.store.blobs import Store, unlink_readonly
+from toolkit.store.blobs import Store, fsync_dir, fsync_file, unlink_readonly
 from toolkit.store.safety import safe_join
 
 LAST_USED = Path(".toolkit") / "last_used"
@@ -38,9 +38,11 @@ def _place(blob: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
-def write_snapshot(store: Store, variant_id: str, files: list[SnapshotFile], meta: dict) -> Path:
+def write_snapshot(store: Store, variant_id: str, files: list[SnapshotFile], meta: dict,
+                   durable: bool = True) -> Path:
     """Build snapshots/<name>/<version>/ from blobs; `.toolkit/complete.json` is written last, atomically.
-    The caller holds the variant (Store.writing) with these blobs pinned, so no prune or remove touches them."""
+    The caller holds the variant (Store.writing) with these blobs pinned, so no prune or remove touches them.
+    When `durable`, the links reach the disk before the marker, and the marker before this returns."""
     snap = paths.snapshot_dir(variant_id, store.root)
     marker = snap / paths.COMPLETE_MARKER
     try:
@@ -65,10 +67,17 @@ def write_snapshot(store: Store, variant_id: str, files: list[SnapshotFile], met
         completed_at=time.time(),
         files=[{"path": f.path, "size": f.size, "sha256": f.sha256} for f in files],
     )
+    if durable:
+        for folder in {t.parent for t in wanted}:
+            fsync_dir(folder)
     marker.parent.mkdir(parents=True, exist_ok=True)
     tmp = marker.with_name(marker.name + ".tmp")
     tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    if durable:
+        fsync_file(tmp)
     os.replace(tmp, marker)
+    if durable:
+        fsync_dir(marker.parent)
     touch_last_used(snap)
     return snap
 
