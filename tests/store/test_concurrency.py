@@ -165,17 +165,21 @@ def test_removing_a_variant_while_it_downloads_is_refused_and_the_download_compl
 ) -> None:
     hub.add("org/v", "tokenizer.json", SHARED)
     hub.add("org/v", "model.onnx", BIG)
+    hub.add("org/w", "model.onnx", SHARED[:1000])
     download_variant(None, hf_variant("org/v", "v-cpu:1"), config=fast_config())
+    download_variant(None, hf_variant("org/w", "w-cpu:1"), config=fast_config())
     hub.add("org/v", "model.onnx", BIG_V2)
     hub.rate = RATE
     env = cli_env(tmp_path, [hf_variant_json("org/v", "v-cpu:1")])
 
     proc = start(env, "download", "pair", "--force", "--json")
     wait_until_transferring(proc, isolated_home, hub.sha256("org/v", "model.onnx"), len(BIG_V2))
-    removal = run_toolkit("cache", "remove", "v-cpu:1", env=env, timeout=60)
+    removal = run_toolkit("cache", "remove", "v-cpu:1", "w-cpu:1", env=env, timeout=60)
     assert proc.poll() is None, "the download ended before the removal ran: the test proves nothing"
     assert removal.returncode == 8, removal.stderr  # a store error: nothing removed, try again later
     assert "v-cpu:1" in removal.stderr and "another process" in removal.stderr
+    assert "removed w-cpu:1" in removal.stdout  # the busy one did not stop the others
+    assert paths.installed_variant_ids(isolated_home) == {"v-cpu:1"}
     finish(proc)
     assert_complete(Store(isolated_home), "v-cpu:1", {"tokenizer.json": SHARED, "model.onnx": BIG_V2})
 
@@ -204,6 +208,7 @@ def test_prune_during_verify_repair_keeps_the_healthy_blobs_and_the_variant_veri
     pruned = run_toolkit("cache", "prune", "--json", env=env, timeout=60)
     assert repair.poll() is None, "the repair ended before prune ran: the test proves nothing"
     assert pruned.returncode == 0, pruned.stderr
+    assert json.loads(pruned.stdout)["busy_variants"] == ["v-cpu:1"]  # what prune left alone, and why
     assert healthy.is_file() and healthy.stat().st_ino == healthy_inode  # not deleted, not fetched again
 
     result = finish(repair)

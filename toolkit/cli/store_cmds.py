@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from catalog.errors import ToolkitError
 from toolkit.cli.options import add_json, number, whole_number
 from toolkit.cli.output import console, emit_json, human_size
 from toolkit.cli.parsing import Command, CommandParser, Group
@@ -111,10 +113,22 @@ def cache_remove(args: argparse.Namespace) -> None:
     from toolkit.store.cache import remove_variant
 
     store = Store()
-    freed = {vid: remove_variant(store, vid) for vid in args.variant}
+    freed: dict[str, int] = {}
+    failed: dict[str, ToolkitError] = {}
+    for vid in dict.fromkeys(args.variant):  # one busy or unknown variant does not stop the others
+        try:
+            freed[vid] = remove_variant(store, vid)
+        except ToolkitError as e:
+            failed[vid] = e
     if args.json:
-        return emit_json({"removed": list(freed), "freed_bytes": sum(freed.values())})
-    console().print(f"removed {', '.join(freed)}; freed {human_size(sum(freed.values()))}")
+        emit_json({"removed": list(freed), "freed_bytes": sum(freed.values()),
+                   "failed": [{"variant": vid, "error": str(e), "exit_code": e.exit_code} for vid, e in failed.items()]})
+    elif freed:
+        console().print(f"removed {', '.join(freed)}; freed {human_size(sum(freed.values()))}")
+    if failed:
+        for e in list(failed.values())[1:]:
+            print(f"error: {e}", file=sys.stderr)
+        raise next(iter(failed.values()))
 
 
 def _prune_arguments(parser: CommandParser) -> None:
@@ -137,6 +151,7 @@ def cache_prune(args: argparse.Namespace) -> None:
         "removed_blobs": r.removed_blobs,
         "removed_partials": r.removed_partials,
         "freed_bytes": r.freed_bytes,
+        "busy_variants": r.busy_variants,
     }
     if args.json:
         return emit_json(data)
@@ -145,6 +160,8 @@ def cache_prune(args: argparse.Namespace) -> None:
         f"{verb} {human_size(r.freed_bytes)}: {len(r.removed_variants)} variant(s), "
         f"{r.removed_blobs} blob(s), {r.removed_partials} partial download(s)"
     )
+    if r.busy_variants:
+        console().print(f"left alone (a download or repair is writing them): {', '.join(r.busy_variants)}")
 
 
 def _serve_arguments(parser: CommandParser) -> None:
