@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from catalog.errors import (
+    DiskFullError,
     DownloadError,
     IntegrityError,
     NotFoundError,
@@ -133,7 +134,10 @@ class FileTransfer:
                     [Part(p.start, p.end, p.done) for p in self.state.parts],
                 )
                 self._last_save = now
-            save_state(self.state_path, snapshot)
+            try:
+                save_state(self.state_path, snapshot)
+            except OSError as e:  # a full disk meets the small state file too: the same clear error
+                raise disk_error(self.state_path, e) from e
         finally:
             self._save_lock.release()
 
@@ -361,7 +365,7 @@ class FileTransfer:
             if self._fd >= 0:
                 try:
                     self._save(force=True)
-                except OSError:
+                except (OSError, DiskFullError, StoreError):  # keep the error that ended the transfer
                     pass
                 os.close(self._fd)
                 self._fd = -1
