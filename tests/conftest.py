@@ -18,6 +18,12 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = PROJECT_ROOT.parent / "shared" / "fixtures"
 MACHINES = PROJECT_ROOT / "tests" / "fixtures" / "machines"
 USE_CHECKOUT = os.environ.get("TOOLKIT_TESTS_USE_CHECKOUT") == "1"
+SOURCE_PACKAGES = ("toolkit", "catalog", "manifests")
+
+
+def in_source_tree(path: Path) -> bool:
+    """Whether `path` is one of the checkout's own source files (not a venv that happens to live inside it)."""
+    return any(Path(path).resolve().is_relative_to(PROJECT_ROOT / package) for package in SOURCE_PACKAGES)
 
 if USE_CHECKOUT:
     sys.path.insert(0, str(PROJECT_ROOT))
@@ -35,7 +41,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     for module in (toolkit, catalog):
         origin = Path(module.__file__).resolve()
-        if origin.is_relative_to(PROJECT_ROOT) and not USE_CHECKOUT:
+        if in_source_tree(origin) and not USE_CHECKOUT:
             raise pytest.UsageError(
                 f"`{module.__name__}` was imported from the checkout ({origin}), not from the installed package. "
                 "Install it (pip install '.[test,qnn,oracle]') and start pytest as `.venv/bin/pytest` "

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT, USE_CHECKOUT
+from tests.conftest import PROJECT_ROOT, USE_CHECKOUT, in_source_tree
 from tests.helpers.cli import NEUTRAL_CWD, run_toolkit
 
 pytestmark = pytest.mark.skipif(USE_CHECKOUT, reason="TOOLKIT_TESTS_USE_CHECKOUT=1 tests the checkout, not an install")
@@ -24,13 +24,14 @@ SOURCE_MODULES = sorted(
 def test_every_module_of_the_tree_is_installed(module: str) -> None:
     spec = importlib.util.find_spec(module)
     assert spec is not None and spec.origin, f"{module} is missing from the installed package"
-    assert not Path(spec.origin).resolve().is_relative_to(PROJECT_ROOT), f"{module} resolves to the checkout"
+    assert not in_source_tree(Path(spec.origin)), f"{module} resolves to the checkout"
 
 
 def test_the_built_in_manifests_are_installed_as_package_data() -> None:
     spec = importlib.util.find_spec("catalog.builtin_manifests")
     assert spec is not None and spec.submodule_search_locations
     installed = Path(next(iter(spec.submodule_search_locations)))
+    assert not in_source_tree(installed)
     for source in sorted((PROJECT_ROOT / "manifests").glob("*.json")):
         assert (installed / source.name).read_bytes() == source.read_bytes(), source.name
 
