@@ -38,9 +38,10 @@ def resolve_from(base: str, variant: Variant, client: httpx.Client) -> ResolvedV
     """Resolve any variant (whatever its own source) from the mirror at `base`.
 
     The mirror's own digests are only as good as the mirror: a file the manifest does not pin is checked
-    against the variant's own source (origin) when that answers; a digest there that differs is an
-    IntegrityError, and where the origin cannot be reached the files stay marked MIRROR for the caller to
-    report (or refuse, with require_pinned).
+    against the variant's own source (origin) when that answers, with the origin's digests only (for a
+    Hub file outside LFS that is its git blob sha1, never the sha256 the mirror adds); a digest that differs,
+    or a file list that differs, is an IntegrityError. Where the origin cannot be reached the files stay
+    marked MIRROR for the caller to report (or refuse, with require_pinned).
     """
     repo, revision = mirror_repo(variant.id)
     commit, listing = resolve_repo(client, base.rstrip("/"), repo, revision, None, {}, pin_commit=False)
@@ -55,18 +56,25 @@ def resolve_from(base: str, variant: Variant, client: httpx.Client) -> ResolvedV
     except ToolkitError as e:
         note = f"the origin source could not vouch for the mirror's digests ({e})"
         return ResolvedVariant(variant.id, "mirror", commit, files, origin=base, notes=(note,))
-    return ResolvedVariant(variant.id, "mirror", commit, tuple(_vouched(f, origin.get(f.path), base) for f in files),
+    listed = {f.path for f in files}
+    if listed != set(origin):
+        missing, extra = sorted(set(origin) - listed), sorted(listed - set(origin))
+        raise IntegrityError(f"{base}: {variant.id}: the mirror's file list is not the origin's "
+                             f"(missing {missing[:5]}, extra {extra[:5]})")
+    return ResolvedVariant(variant.id, "mirror", commit, tuple(_vouched(f, origin[f.path], base) for f in files),
                            origin=base)
 
 
-def _vouched(served: ResolvedFile, own: ResolvedFile | None, base: str) -> ResolvedFile:
-    """A mirror's file with the origin's digests; the mirror's own must agree with them."""
-    if served.digest_from == PINNED or own is None or own.digest_from not in INDEPENDENT:
+def _vouched(served: ResolvedFile, own: ResolvedFile, base: str) -> ResolvedFile:
+    """A mirror's file to be checked against the origin's digests alone; the mirror's must not contradict them."""
+    if served.digest_from == PINNED or own.digest_from not in INDEPENDENT:
         return served
     for name, mine, theirs in (("sha256", own.sha256, served.sha256), ("size", own.size, served.size)):
         if mine is not None and theirs is not None and mine != theirs:
             raise IntegrityError(f"{base}: {served.path}: the mirror says {name} {theirs}, the origin says {mine}")
-    return replace(served, sha256=own.sha256 or served.sha256, git_sha1=own.git_sha1, md5=own.md5,
+    # the origin's digests replace the mirror's: a sha256 only the mirror gave would make the transfer skip the
+    # origin's git sha1 or md5
+    return replace(served, sha256=own.sha256, git_sha1=own.git_sha1, md5=own.md5,
                    size=own.size if own.size is not None else served.size, digest_from=ORIGIN)
 
 

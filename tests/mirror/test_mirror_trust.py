@@ -31,11 +31,12 @@ def quick_api_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOOLKIT_DL_BACKOFF_BASE", "0.01")  # the origin's API is retried like any source's
 
 
-def _store_from(data: bytes, root: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
-    """A store holding tiny-cpu:1 with `data` as its model.onnx, as a mirror's disk would."""
+def _store_from(data: bytes, root: Path, monkeypatch: pytest.MonkeyPatch, config: bytes | None = CONFIG) -> Store:
+    """A store holding tiny-cpu:1 with `data` as its model.onnx (and `config`, unless None), as a mirror's disk."""
     with HubServer() as hub:
         hub.add("org/tiny", "model.onnx", data)
-        hub.add("org/tiny", "genai_config.json", CONFIG, lfs=False)
+        if config is not None:
+            hub.add("org/tiny", "genai_config.json", config, lfs=False)
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         download_variant(None, VARIANT, config=fast_config(), root=root)
     return Store(root)
@@ -148,3 +149,26 @@ def test_the_cli_warns_when_only_the_mirror_vouched_and_require_pinned_refuses(
     assert json.loads(taken.stdout)["digests"]["mirror"] == 2
     plain = run_toolkit("download", "tiny", "--mirror", lying_mirror, "--force", env=env)
     assert "warning: 2 file(s) were checked only against the digests the mirror itself published" in plain.stderr
+
+
+@pytest.mark.parametrize(("config", "why"), [
+    # outside LFS the Hub gives a git blob sha1, the mirror a sha256 of its own: the origin's is the one checked
+    (b'{"model": {"type": "EVIL!"}}', "git blob sha1"),
+    (None, "file list is not the origin's"),  # a mirror that leaves a file out
+])
+def test_a_mirror_cannot_change_or_drop_a_file_the_origin_lists_outside_lfs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: bytes | None, why: str) -> None:
+    assert config is None or len(config) == len(CONFIG)
+    store = _store_from(REAL, tmp_path / "mirror-store", monkeypatch, config)
+    with MirrorServer(store, port=0) as server, HubServer() as origin:
+        server.start_background()
+        origin.add("org/tiny", "model.onnx", REAL)
+        origin.add("org/tiny", "genai_config.json", CONFIG, lfs=False)
+        monkeypatch.setenv("HF_ENDPOINT", origin.url)
+        rec = Recorder()
+        snap, report = download_variant(None, VARIANT, rec, mirror=server.url,
+                                        config=fast_config(require_pinned=True), root=tmp_path / "client")
+        server.shutdown()
+    assert (snap / "genai_config.json").read_bytes() == CONFIG and (snap / "model.onnx").read_bytes() == REAL
+    assert report.source == "huggingface"  # the mirror was refused
+    assert any(why in n for n in rec.notes), rec.notes
