@@ -15,7 +15,8 @@ import os
 from pathlib import Path
 
 from catalog import jsonio
-from catalog.errors import StoreError
+from catalog.errors import NotInStoreError, StoreError
+from catalog.schema import VARIANT_ID_RE
 
 ENV_HOME = "TOOLKIT_HOME"
 COMPLETE_MARKER = Path(".toolkit") / "complete.json"
@@ -38,9 +39,10 @@ def home() -> Path:
 
 def snapshot_dir(variant_id: str, root: Path | None = None) -> Path:
     """The folder of one variant (`name:version` -> snapshots/name/version; ':' is not allowed on Windows)."""
+    if not VARIANT_ID_RE.fullmatch(variant_id):  # a name with '/' or '..' would point outside the store
+        raise NotInStoreError(f"{variant_id[:200]!r} is not a variant id (NAME:VERSION, e.g. "
+                              "deepseek-r1-distill-qwen-1.5b-generic-cpu:1); see `toolkit cache list`")
     name, _, version = variant_id.rpartition(":")
-    if not name:
-        name, version = variant_id, "0"
     return (root or home()) / "snapshots" / name / version
 
 

@@ -126,3 +126,15 @@ def test_download_settings_out_of_range_are_usage_errors(tmp_path: Path, hub: Hu
     out = run_toolkit("download", "tiny", env=env_for(tmp_path, hub, **{name: value}), timeout=30)
     one_error_line(out, 2, name)
     assert hub.sent("model.onnx") == 0
+
+
+@pytest.mark.parametrize("name", ["{victim}:1", "../../victim:1", "victim/1:1", "x:1\n"])
+def test_cache_commands_never_touch_a_folder_outside_the_store(tmp_path: Path, name: str) -> None:
+    victim = tmp_path / "victim"
+    (victim / "1" / "sub").mkdir(parents=True)
+    variant = name.format(victim=victim)
+    env = {"TOOLKIT_HOME": str(tmp_path / "home")}  # snapshots/../../victim is tmp_path/victim
+    for command in (("cache", "remove", variant), ("cache", "verify", variant)):
+        out = run_toolkit(*command, env=env)
+        assert out.returncode == 4 and "Traceback" not in out.stderr, out.stderr
+    assert (victim / "1" / "sub").is_dir()
