@@ -52,15 +52,16 @@ def disk_error(path: Path, e: OSError) -> DiskFullError | StoreError:
 class PrefixHasher(threading.Thread):
     """Hashes a file's written prefix as it grows: sha256, and git's blob sha1 or an md5 when asked.
 
-    `written_end(cursor)` says how far the bytes from `cursor` are on disk without a gap. The digest is of
-    the bytes in the file, whatever path the transfer took: a write below what was already hashed (or is
-    being read) must call `rewritten(offset)` first, and hashing starts again from byte zero.
+    `written_end(cursor)` gives how far the bytes from `cursor` are on disk without a gap, and the transfer's
+    epoch: a number the transfer raises (under the lock `written_end` takes) before it writes again over bytes
+    it had written, as a retried stream without Range does. The digest is of the bytes in the file, whatever
+    path the transfer took: a new epoch, seen before or right after a read, makes it start over from byte 0.
     """
 
     FLUSH_EVERY = 64 << 20
 
     def __init__(
-        self, path: Path, size: int, written_end: Callable[[int], int], git: bool, md5: bool,
+        self, path: Path, size: int, written_end: Callable[[int], tuple[int, int]], git: bool, md5: bool,
         flush: bool = False,
     ) -> None:
         super().__init__(daemon=True, name="toolkit-hasher")
@@ -72,12 +73,11 @@ class PrefixHasher(threading.Thread):
         self.stop = threading.Event()
         self.error: BaseException | None = None
         self.rewinds = 0
-        self._guard = threading.Lock()  # orders a write below `_claimed` against the read that covers it
-        self._stale = False
+        self.epoch: int | None = None  # the transfer epoch of the bytes hashed so far
         self._start_over()
 
     def _start_over(self) -> None:
-        self.cursor = self._claimed = 0
+        self.cursor = 0
         self.sha256 = hashlib.sha256()
         self.sha1 = hashlib.sha1(f"blob {self.size}\0".encode()) if self.git else None
         self.md5 = hashlib.md5(usedforsecurity=False) if self.with_md5 else None
@@ -88,18 +88,6 @@ class PrefixHasher(threading.Thread):
         except OSError:  # e.g. Windows cannot flush a read-only handle: the final fsync does it all
             self.flush = False
 
-    @property
-    def stale(self) -> bool:
-        """Bytes it hashed were written again and it has not started over (it had stopped)."""
-        with self._guard:
-            return self._stale
-
-    def rewritten(self, offset: int) -> None:
-        """Bytes at `offset` are about to be written again: if they were hashed (or are being read), start over."""
-        with self._guard:
-            if offset < self._claimed:
-                self._stale = True
-
     def run(self) -> None:
         try:
             fd = os.open(self.path, os.O_RDONLY | BINARY)
@@ -108,33 +96,28 @@ class PrefixHasher(threading.Thread):
             return
         try:
             while not self.stop.is_set():
-                # written_end takes the transfer's lock, which writers hold while they call rewritten():
-                # ask it outside the guard (only this thread moves the cursor)
-                avail = self.written_end(self.cursor)
-                with self._guard:
-                    if self._stale:
-                        self._stale = False
-                        self.rewinds += 1
-                        self._start_over()
-                        continue
-                    if self.cursor >= self.size:
-                        return
-                    if avail > self.cursor:
-                        self._claimed = min(avail, self.cursor + (1 << 20))
-                data = read_at(fd, self._claimed - self.cursor, self.cursor) if avail > self.cursor else b""
-                with self._guard:
-                    if data and not self._stale:  # else: rewritten while it was read, start over above
-                        self.sha256.update(data)
-                        if self.sha1:
-                            self.sha1.update(data)
-                        if self.md5:
-                            self.md5.update(data)
-                        self.cursor += len(data)
-                        self._claimed = self.cursor
-                if self.flush and self.cursor // self.FLUSH_EVERY != (self.cursor - len(data)) // self.FLUSH_EVERY:
-                    self._flush(fd)
+                end, epoch = self.written_end(self.cursor)
+                if epoch != self.epoch:
+                    self.rewinds += self.cursor > 0
+                    self.epoch = epoch
+                    self._start_over()
+                    continue
+                if self.cursor >= self.size:
+                    return
+                data = read_at(fd, min(end - self.cursor, 1 << 20), self.cursor) if end > self.cursor else b""
                 if not data:
                     time.sleep(0.02)
+                    continue
+                if self.written_end(self.cursor)[1] != epoch:
+                    continue  # the transfer started writing again while this was read: start over above
+                self.sha256.update(data)
+                if self.sha1:
+                    self.sha1.update(data)
+                if self.md5:
+                    self.md5.update(data)
+                self.cursor += len(data)
+                if self.flush and self.cursor // self.FLUSH_EVERY != (self.cursor - len(data)) // self.FLUSH_EVERY:
+                    self._flush(fd)
         except OSError as e:
             self.error = e
         finally:

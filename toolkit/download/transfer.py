@@ -88,7 +88,7 @@ class FileTransfer:
         self._save_lock = threading.Lock()
         self._discarded = False
         self._fd = -1
-        self._hasher: PrefixHasher | None = None
+        self._epoch = 0  # raised before bytes already written are written again (under self.lock)
         self.state = PartialState(self.size)
 
     # -- state ---------------------------------------------------------------------------------
@@ -224,7 +224,9 @@ class FileTransfer:
         with self.lock:
             ranges = self.state.ranges
             if not ranges:
-                part.done = 0  # without Range there is no resuming: the stream starts from byte zero
+                if part.done:  # without Range there is no resuming: the stream starts again from byte zero,
+                    self._epoch += 1  # writing over what the hasher may have read (see PrefixHasher)
+                part.done = 0
             start, end = part.pos, part.end
         headers = {"Range": f"bytes={start}-{end - 1}"} if ranges else {}
         response = send(self.client, "GET", self.rf.url, headers, self.rf.headers, stream=True)
@@ -248,8 +250,6 @@ class FileTransfer:
             response.close()
 
     def _write(self, data: bytes, offset: int) -> None:
-        if self._hasher is not None:
-            self._hasher.rewritten(offset)  # a retried stream writing over hashed bytes: hash them again
         try:
             write_at(self._fd, data, offset)
         except OSError as e:
@@ -327,7 +327,6 @@ class FileTransfer:
                     md5=bool(self.rf.md5) and not self.rf.sha256,
                     flush=self.cfg.fsync,
                 )
-                self._hasher = hasher
                 hasher.start()
                 try:
                     self._run_workers()
@@ -370,13 +369,13 @@ class FileTransfer:
                 os.close(self._fd)
                 self._fd = -1
 
-    def _written_end(self, cursor: int) -> int:
+    def _written_end(self, cursor: int) -> tuple[int, int]:
         with self.lock:
-            return contiguous_end(self.state.parts, cursor)
+            return contiguous_end(self.state.parts, cursor), self._epoch
 
     def _verify(self, hasher: PrefixHasher) -> str | None:
         size = os.stat(self.data_path).st_size
-        if hasher.stale:
+        if hasher.epoch != self._epoch:
             return "bytes were written again after they were hashed"
         if size != self.size or hasher.cursor != self.size:
             return f"size {size} (hashed {hasher.cursor}) instead of {self.size}"
