@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -56,3 +57,20 @@ def test_the_blob_and_the_marker_are_on_disk_before_their_final_names(tmp_path: 
 def test_fsync_can_be_turned_off_for_a_throwaway_store(tmp_path: Path) -> None:
     calls = traced_download(tmp_path, TOOLKIT_DL_FSYNC="0")
     assert not [c for c in calls if c.startswith(("fsync(", "fdatasync("))]
+
+
+def test_a_copied_snapshot_file_is_on_disk_before_the_marker(tmp_path: Path) -> None:
+    # where hard links fail, the snapshot copies the blob: the copy is flushed too. snapshots/ on its own file
+    # system (a tmpfs) makes every link fail with EXDEV, as another disk or FAT would.
+    snapshots = tmp_path / "home" / "snapshots"
+    snapshots.mkdir(parents=True)
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(snapshots)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root with mount permission to put snapshots/ on another file system")
+    try:
+        calls = traced_download(tmp_path)
+    finally:
+        subprocess.run(["umount", str(snapshots)], check=False)
+    rename_marker = first(calls, r"^rename.*complete\.json\.tmp\".*complete\.json\"")
+    assert first(calls, r"^fsync\(\d+</[^>]*/snapshots/tiny-cpu/1/\.model\.onnx\.tmp\d+>\)") < rename_marker
+    assert first(calls, r"^fsync\(\d+</[^>]*/snapshots/tiny-cpu>\)") < rename_marker

@@ -24,8 +24,9 @@ class SnapshotFile:
     sha256: str
 
 
-def _place(blob: Path, target: Path) -> None:
-    """Link (or copy, then rename) a blob to `target`, replacing whatever was there."""
+def _place(blob: Path, target: Path, durable: bool = True) -> None:
+    """Link (or copy, then rename) a blob to `target`, replacing whatever was there; a copy reaches the disk
+    before its name when `durable`."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
     unlink_readonly(tmp)
@@ -33,6 +34,8 @@ def _place(blob: Path, target: Path) -> None:
         os.link(blob, tmp)
     except OSError:
         shutil.copyfile(blob, tmp)
+        if durable:
+            fsync_file(tmp)
     if os.name == "nt":
         unlink_readonly(target)  # Windows cannot replace a read-only file (the marker is gone already)
     os.replace(tmp, target)
@@ -56,7 +59,7 @@ def write_snapshot(store: Store, variant_id: str, files: list[SnapshotFile], met
         blob = store.blob_path(f.sha256)
         if not blob.is_file():
             raise StoreError(f"{blob}: blob missing while building the snapshot of {variant_id}")
-        _place(blob, target)
+        _place(blob, target, durable)
         wanted.add(target)
     for p in sorted(snap.rglob("*"), reverse=True):  # files left from an older snapshot go
         if p.is_file() and p not in wanted and ".toolkit" not in p.relative_to(snap).parts:
@@ -67,8 +70,9 @@ def write_snapshot(store: Store, variant_id: str, files: list[SnapshotFile], met
         completed_at=time.time(),
         files=[{"path": f.path, "size": f.size, "sha256": f.sha256} for f in files],
     )
-    if durable:
-        for folder in {t.parent for t in wanted}:
+    if durable:  # every folder that got an entry: the files' folders up to the snapshot, and its own parent
+        folders = {snap, snap.parent} | {d for t in wanted for d in t.parents if d.is_relative_to(snap)}
+        for folder in sorted(folders, key=lambda d: len(d.parts), reverse=True):
             fsync_dir(folder)
     marker.parent.mkdir(parents=True, exist_ok=True)
     tmp = marker.with_name(marker.name + ".tmp")
