@@ -103,3 +103,12 @@ def test_special_tokens_the_model_emits_are_not_text_unless_asked_for(stories, s
     assert shown.stats.generated_tokens == 12
     literal = generate(stories, prompt, GenerationConfig(max_new_tokens=12, ignore_eos=True, show_special_tokens=True))
     assert literal.text.startswith("<s>") and literal.text.removeprefix("<s>").strip() == shown.text.strip()
+
+
+
+def test_a_stop_string_that_contains_a_special_token_still_stops(stories, shared_fixtures):
+    text = (shared_fixtures / "text" / "tinystories_sample.txt").read_text()
+    story = [d.strip() for d in text.split("<|endoftext|>") if d.strip()][1]
+    prompt = [1, *stories.tokenizer.encode(story)[-200:]]  # the model's next token is <s>, then "Once upon"
+    result = generate(stories, prompt, GenerationConfig(max_new_tokens=12, ignore_eos=True, stop=("<s> Once",)))
+    assert result.stats.finish_reason == "stop" and result.text == ""

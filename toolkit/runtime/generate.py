@@ -166,10 +166,11 @@ def generate_step(
 
 
 def _hidden_tokens(model: LocalModel, stops: Sequence[str]) -> set[int]:
-    """Control tokens that produce no text: every special token but the reasoning markers and stop strings."""
+    """Control tokens that produce no text: every special token but those a reasoning marker or a stop string
+    contains (a stop such as "\n<｜User｜>" must still see the role token)."""
     m = model.markers
-    keep = {m.reasoning_start, m.reasoning_end, *stops}
-    return {i for i, text in model.tokenizer.control_tokens().items() if text not in keep}
+    markers = [s for s in (m.reasoning_start, m.reasoning_end, *stops) if s]
+    return {i for i, text in model.tokenizer.control_tokens().items() if not any(text in s for s in markers)}
 
 
 def stream_generate(
