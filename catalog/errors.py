@@ -1,6 +1,7 @@
 """One exception tree for the whole project.
 
 ToolkitError                    every error the CLI turns into a message and an exit code
+├── DownloadDeclined            the model is not downloaded and the user (or a script without --yes) said no
 ├── ManifestError               a manifest file is invalid (names the file, the field, the reason)
 ├── UnknownModelError           an alias or variant id matches nothing (suggests close names)
 ├── NoVariantError              no variant of a model fits the device or the overrides
@@ -18,7 +19,7 @@ ToolkitError                    every error the CLI turns into a message and an 
 ├── ModelLoadError              a runtime session could not be created
 └── BuildError                  a checkpoint could not be turned into a package
 
-Every class has an `exit_code`: scripts can tell a missing model from a network
+`toolkit.errors` re-exports this tree for library users. Every class has an `exit_code`: scripts can tell a missing model from a network
 failure, a corrupt download or a full disk.
 """
 
@@ -27,6 +28,12 @@ from __future__ import annotations
 
 class ToolkitError(Exception):
     """Base of every error the toolkit raises on purpose."""
+
+    exit_code = 1
+
+
+class DownloadDeclined(ToolkitError):
+    """A command needs a model that is not downloaded, and downloading it was declined (or not allowed)."""
 
     exit_code = 1
 
