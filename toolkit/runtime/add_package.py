@@ -6,20 +6,41 @@ byte against those digests) and writes a manifest into the user's manifests fold
 ALIAS` runs it, `toolkit mirror serve` publishes it, and another machine given the manifest file downloads
 it with `toolkit download ALIAS --mirror URL`, checking each file against the pinned digests, which the
 mirror cannot choose.
+
+It takes over nothing: no name another manifest answers to, no manifest file it did not write itself (its own
+carry `publisher: local` and ADDED_NOTE in every variant's notes), and a failure leaves no half state (the
+manifest is written to a temporary file before the install and renamed into place after it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from catalog import jsonio
-from catalog.errors import ManifestError, MissingFileError, StoreError
-from catalog.loader import Catalog, config_dir, load_manifest_file
+from catalog.errors import (
+    DiskFullError,
+    ManifestError,
+    MissingFileError,
+    PackageError,
+    SourceError,
+    StoreError,
+    ToolkitError,
+)
+from catalog.loader import (
+    builtin_manifest_dir,
+    config_dir,
+    load_manifest_file,
+    normalize_name,
+    user_manifest_paths,
+)
 from catalog.schema import ALIAS_RE, VARIANT_ID_RE, Manifest, parse_manifest
 from catalog.sources.local import list_folder
 from toolkit import paths
@@ -28,6 +49,7 @@ from toolkit.download.progress import Progress
 from toolkit.runtime.config import GenaiConfig, load_genai_config
 from toolkit.runtime.model import package_root
 from toolkit.store.blobs import Store, sha256_file
+from toolkit.store.cache import remove_variant
 from toolkit.store.snapshots import snapshot_files
 
 # Provider names in genai_config.json -> (device, vendor, execution provider) of the manifest's variant.
@@ -39,6 +61,10 @@ PROVIDER_DEVICES = {
     "dml": ("gpu", "any", "DmlExecutionProvider"),
     "webgpu": ("gpu", "any", "WebGpuExecutionProvider"),
 }
+# What marks a manifest `cache add` wrote (and so may add variants to): this publisher, and every variant's
+# notes starting with ADDED_NOTE. A manifest without both is never rewritten.
+LOCAL_PUBLISHER = "local"
+ADDED_NOTE = "added with `toolkit cache add`"
 
 
 @dataclass(frozen=True)
@@ -103,7 +129,7 @@ def _manifest_data(alias: str, variant_id: str, folder: Path, config: GenaiConfi
         "alias": alias,
         "names": [variant_id.rpartition(":")[0]],
         "display_name": alias,
-        "publisher": "local",
+        "publisher": LOCAL_PUBLISHER,
         "license": "see the package's source",
         "parameters": _short_count(count),
         "parameter_count": count,
@@ -120,22 +146,22 @@ def _manifest_data(alias: str, variant_id: str, folder: Path, config: GenaiConfi
             "source": {"type": "local", "path": str(folder)},
             "size_bytes": sum(f["size"] for f in files),
             "files": files,
-            "notes": f"added with `toolkit cache add` from {folder}",
+            "notes": f"{ADDED_NOTE} from {folder}",
         }],
     }
 
 
-def _write_manifest(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def add_package(folder: str | Path, variant_id: str, alias: str | None = None,
                 progress: Progress | None = None, root: Path | None = None) -> AddedPackage:
-    """Install the package at `folder` as `variant_id` (NAME:VERSION) and write its manifest as `alias`."""
+    """Install the package at `folder` as `variant_id` (NAME:VERSION) and write its manifest as `alias`.
+
+    Everything that can be checked is checked before anything is written: the ids, the names (no other
+    model may answer to them), the paths (UTF-8 text, no link leaving the package), the store (no other bytes
+    under the id) and the manifests folder (the new manifest is written to a temporary file in it). Then the
+    files are installed and the manifest renamed into place; if that rename fails, what this call installed
+    is removed again."""
     given = Path(folder).expanduser()
+    _require_text(str(given), "the package path")
     if not given.is_dir():
         raise MissingFileError(f"{given}: no such folder (expected a model package with genai_config.json)")
     if not VARIANT_ID_RE.match(variant_id):
@@ -143,37 +169,231 @@ def add_package(folder: str | Path, variant_id: str, alias: str | None = None,
     alias = alias or default_alias(variant_id)
     if not ALIAS_RE.match(alias):
         raise ManifestError("--alias", "", f"{alias!r}: lower-case letters, digits and _ only")
-    pkg = package_root(given).resolve()
-    config = load_genai_config(pkg)  # refuses a folder that is not a loadable package, naming the field
-    files = [{"path": rel, "size": rf.size, "sha256": sha256_file(pkg / rel)}
-             for rel, rf in sorted(list_folder(pkg).items())]
     manifest_path = config_dir() / "manifests" / f"{alias}.json"
-    _check_names(alias, variant_id, manifest_path, files, root)
-    data = _manifest_data(alias, variant_id, pkg, config, files)
-    if manifest_path.is_file():  # the alias has other variants added before: keep them
-        earlier = jsonio.loads(manifest_path.read_text(encoding="utf-8"))
-        data["variants"] += [v for v in earlier["variants"] if v.get("id") != variant_id]
+    earlier_bytes, earlier = _own_earlier_manifest(manifest_path, alias)
+    _check_names(alias, variant_id, manifest_path, earlier)  # cheap: before hashing gigabytes
+    pkg = package_root(given).resolve()
+    _require_text(str(pkg), "the package path")
+    config = load_genai_config(pkg)  # refuses a folder that is not a loadable package, naming the field
+    _refuse_links_leaving(pkg)
+    listing = list_folder(pkg)
+    for rel in listing:
+        _require_text(str(pkg / rel), "a file name in the package")
+    files = [{"path": rel, "size": rf.size, "sha256": sha256_file(pkg / rel)} for rel, rf in sorted(listing.items())]
+    store_root = Store(root).root
+    _check_store(variant_id, files, store_root)
+    data = _merged(earlier_bytes, _manifest_data(alias, variant_id, pkg, config, files))
     manifest: Manifest = parse_manifest(data, str(manifest_path))  # the file we write must load
-    snapshot = ensure_variant(manifest, manifest.variants[0], progress, root=root)
-    _write_manifest(manifest_path, data)
+    was_in_store = variant_id in paths.installed_variant_ids(store_root)
+    tmp, created = _write_temporary(manifest_path, _json_bytes(data))
+    try:
+        snapshot = ensure_variant(manifest, manifest.variant(variant_id), progress, root=root)
+    except BaseException:
+        _discard(tmp, created)
+        raise
+    try:
+        _put_in_place(tmp, manifest_path, earlier_bytes)
+    except (OSError, ToolkitError) as e:
+        _discard(tmp, created)
+        raise _undo_install(variant_id, was_in_store, store_root, manifest_path, e) from e
+    except BaseException:
+        _discard(tmp, created)
+        raise
     return AddedPackage(alias, variant_id, manifest_path, snapshot, len(files), sum(f["size"] for f in files))
 
 
-def _check_names(alias: str, variant_id: str, manifest_path: Path, files: list[dict], root: Path | None) -> None:
-    """Refuse to shadow another model's alias or to put other bytes under a variant id already in the store."""
-    catalog = Catalog.load()
-    owner = next((m for m in catalog if m.alias == alias), None)
-    if owner is not None and Path(owner.file) != manifest_path:
-        raise ManifestError(str(owner.file), "alias", f"{alias!r} is taken; give another with --alias")
-    found = catalog.find_variant(variant_id)
-    if found is not None and Path(found[0].file) != manifest_path:
-        raise ManifestError(str(found[0].file), "variants.id", f"{variant_id!r} is already in this manifest; "
-                            "give the package another --id")
-    if manifest_path.is_file():
-        load_manifest_file(manifest_path)  # a broken file we would overwrite: say so rather than lose it
-    store_root = Store(root).root
+def _require_text(path: str, what: str) -> None:
+    """Refuse a path that is not UTF-8 text: the manifest records it as text, and file:// URLs need it."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        except UnicodeError:
+            shown = path.encode("utf-8", "backslashreplace").decode("ascii")
+        raise PackageError(f"{shown}: {what} is not valid UTF-8 text, which the manifest needs; "
+                           "rename it (or move the package to a folder whose path is)") from None
+
+
+def _is_own(manifest: Manifest) -> bool:
+    """Whether `toolkit cache add` wrote this manifest: publisher `local`, every variant's notes saying so."""
+    return manifest.publisher == LOCAL_PUBLISHER and all(v.notes.startswith(ADDED_NOTE) for v in manifest.variants)
+
+
+def _own_earlier_manifest(path: Path, alias: str) -> tuple[bytes | None, Manifest | None]:
+    """The bytes and manifest `cache add` wrote earlier for `alias` at `path` (None, None if there is none);
+    any other file there is refused, so that a manifest someone else wrote is never rewritten."""
+    if not os.path.lexists(path):
+        return None, None
+    leave = "left as it is (`toolkit cache add` only adds to a manifest it wrote for the same alias); give another --alias"
+    if path.is_symlink() or not path.is_file():
+        raise ManifestError(str(path), "", f"not a plain file, {leave}")
+    earlier = load_manifest_file(path)  # a broken file we would overwrite: say so rather than lose it
+    if earlier.alias != alias:
+        raise ManifestError(str(path), "alias", f"holds model {earlier.alias!r}, not {alias!r}, and is {leave}")
+    if not _is_own(earlier):
+        raise ManifestError(str(path), "", f"model {alias!r} was not written by `toolkit cache add` and is {leave}")
+    return path.read_bytes(), earlier
+
+
+def _merged(earlier: bytes | None, new: dict) -> dict:
+    """The new manifest; or the earlier one as it was, with the new variant first (or in place of the variant
+    with its id, added before and since removed from the store)."""
+    if earlier is None:
+        return new
+    data = jsonio.loads(earlier)
+    variant = new["variants"][0]
+    ids = [v.get("id") for v in data["variants"]]
+    if variant["id"] in ids:
+        data["variants"][ids.index(variant["id"])] = variant
+    else:
+        data["variants"].insert(0, variant)
+    return data
+
+
+def _json_bytes(data: dict) -> bytes:
+    """The manifest as UTF-8 JSON; with \\u escapes where a string holds a lone surrogate (JSON allows it)."""
+    try:
+        return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    except UnicodeEncodeError:
+        return (json.dumps(data, indent=2) + "\n").encode("ascii")
+
+
+def _answers_to(manifest: Manifest) -> dict[str, str]:
+    """Every name `Catalog.get` may resolve to this model, normalized, with what it is (`variant 'x-cpu'`)."""
+    names = {normalize_name(i): f"variant {i!r}" for v in manifest.variants for i in (v.id, v.name)}
+    for kind, values in (("name", (manifest.display_name, *manifest.names)), ("alias", (manifest.alias,))):
+        names.update((normalize_name(n), f"{kind} {n!r}") for n in values)
+    return names
+
+
+def _manifest_files() -> list[Path]:
+    """Every manifest file the catalog loads (built-in, the user's folder, TOOLKIT_MANIFESTS)."""
+    found = []
+    for p in [builtin_manifest_dir(), *user_manifest_paths()]:
+        if p.is_file():
+            found.append(p)
+        elif p.is_dir():
+            found += sorted(f for f in p.glob("*.json") if f.is_file())
+    return found
+
+
+def _check_names(alias: str, variant_id: str, manifest_path: Path, earlier: Manifest | None) -> None:
+    """Refuse an alias, model name or variant name that any other manifest (built-in or the user's, whether
+    or not the catalog shows it) answers to: the new model would shadow it, or be shadowed by it."""
+    name = variant_id.rpartition(":")[0]
+    ours = {normalize_name(variant_id): (f"--id {variant_id!r}", "--id"),
+            normalize_name(name): (f"the name of --id {variant_id!r}", "--id"),
+            normalize_name(alias): (f"--alias {alias!r}", "--alias")}
+    if earlier is not None:  # the earlier manifest, kept as it is, must still answer only to its own names
+        for key, what in _answers_to(earlier).items():
+            ours.setdefault(key, (f"the {what} in {manifest_path.name}", "--alias"))
+    here = _real(manifest_path)
+    for file in _manifest_files():
+        if _real(file) == here:
+            continue
+        other = load_manifest_file(file)
+        for key, theirs in _answers_to(other).items():
+            if key in ours:
+                what, flag = ours[key]
+                raise ManifestError(str(file), "", f"model {other.alias!r} already answers to {what} (its "
+                                    f"{theirs}); `toolkit cache add` does not shadow it: give another {flag}")
+
+
+def _real(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except OSError:
+        return path.absolute()
+
+
+def _refuse_links_leaving(pkg: Path) -> None:
+    """Refuse links to files or folders outside the package (list_folder alone would skip a linked folder)."""
+    for dirpath, dirnames, filenames in os.walk(pkg):
+        dirnames[:] = sorted(d for d in dirnames if d != ".toolkit")
+        for entry in (*dirnames, *filenames):
+            p = Path(dirpath) / entry
+            real = _real(p)
+            if p.is_symlink() and real != pkg and pkg not in real.parents:
+                raise SourceError(f"{p}: a link that leaves {pkg} is refused; copy what it points to into the package")
+
+
+def _check_store(variant_id: str, files: list[dict], store_root: Path) -> None:
+    """Refuse to put other bytes under a variant id already in the store."""
     if variant_id in paths.installed_variant_ids(store_root):
         have = {(f.path, f.sha256) for f in snapshot_files(variant_id, store_root)}
         if have != {(f["path"], f["sha256"]) for f in files}:
             raise StoreError(f"{variant_id} is already in the store with other files; "
                              f"remove it first (toolkit cache remove {variant_id}) or give another --id")
+
+
+def _write_temporary(path: Path, data: bytes) -> tuple[Path, list[Path]]:
+    """Write `data` to a temporary file next to `path`, creating its folder; return it and the folders made.
+    An OSError here (no folder, read-only, full disk) is raised before anything was installed."""
+    created = []
+    folder = path.parent
+    while not os.path.lexists(folder) and folder != folder.parent:
+        created.append(folder)
+        folder = folder.parent
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        name = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        with open(name, "xb") as f:  # not mkstemp: the manifest gets the umask's usual mode, not 0600
+            tmp = name
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        _discard(tmp, created)
+        error = DiskFullError if e.errno in (errno.ENOSPC, errno.EDQUOT) else StoreError
+        raise error(f"{path.parent}: cannot write the manifest there ({e.strerror or e}); "
+                    "nothing was installed") from e
+    return tmp, created
+
+
+def _discard(tmp: Path | None, created: list[Path]) -> None:
+    """Remove the temporary manifest and the folders made for it (when still empty)."""
+    if tmp is not None:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    for folder in created:  # deepest first
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+_OTHER = object()  # what is at the manifest's path is not a file we can read
+
+
+def _put_in_place(tmp: Path, path: Path, earlier: bytes | None) -> None:
+    """Rename the temporary manifest to `path`, unless another process changed `path` meanwhile."""
+    now: object = None
+    if os.path.lexists(path):
+        try:
+            now = _OTHER if path.is_symlink() else path.read_bytes()
+        except OSError:
+            now = _OTHER
+    if now != earlier:
+        raise ManifestError(str(path), "", "was changed by another process while the package was installed")
+    os.replace(tmp, path)
+
+
+def _undo_install(variant_id: str, was_in_store: bool, store_root: Path, path: Path,
+                  error: BaseException) -> ToolkitError:
+    """After the manifest could not be put in place: remove what this call installed; the error to raise."""
+    why = str(error) if isinstance(error, ToolkitError) else f"{path}: {getattr(error, 'strerror', None) or error}"
+    if was_in_store:
+        rest = (f"nothing was added to the catalog; {variant_id} was in the store before and stays there "
+                f"(`toolkit cache remove {variant_id}` removes it)")
+    else:
+        try:
+            remove_variant(Store(store_root), variant_id)
+            rest = f"nothing was added (the files this call installed as {variant_id} were removed again)"
+        except (OSError, ToolkitError) as e:
+            rest = (f"nothing was added to the catalog, but {variant_id} stays in the store ({e}); "
+                    f"`toolkit cache remove {variant_id}` removes it")
+    if isinstance(error, ManifestError):
+        return ManifestError(error.file, error.field, f"{error.reason}; {rest}")
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError(f"{why}; {rest}")
+    return StoreError(f"{why}; {rest}")
