@@ -7,6 +7,7 @@ header the source attached (tokens, cookies, custom keys) as soon as a redirect 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import random
 import ssl
@@ -18,16 +19,25 @@ from typing import Any
 import httpx
 
 from catalog import jsonio
-from catalog.errors import DownloadError, NotFoundError, SourceError
+from catalog.errors import DownloadError, NotFoundError, SettingError, SourceError
 
 API_RETRY_AFTER_MAX = 60.0
 
 
 def _env_number(name: str, default: float) -> float:
+    """A non-negative finite number from the environment, else `default` (the engine's own settings refuse
+    bad values with a SettingError before any request; a library caller gets the default)."""
     try:
-        return float(os.environ.get(name) or default)
+        value = float(os.environ.get(name) or default)
     except ValueError:
         return default
+    return value if math.isfinite(value) and value >= 0 else default
+
+
+def _backoff(backoff: float, attempt: int) -> float:
+    """Full-jitter exponential backoff, at most TOOLKIT_DL_BACKOFF_MAX (the engine's backoff_max, 30 s)."""
+    cap = _env_number("TOOLKIT_DL_BACKOFF_MAX", 30.0)
+    return random.random() * min(cap, backoff * 2.0 ** min(attempt, 64))
 
 
 MAX_REDIRECTS = 10
@@ -44,6 +54,28 @@ def quick_checks() -> Iterator[None]:
         yield
     finally:
         _quick.reset(token)
+
+
+def url_problem(value: str) -> str | None:
+    """Why `value` cannot be a base URL (http or https, with a host), or None if it can."""
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL as e:
+        return f"not a URL ({e})"
+    if url.scheme not in ("http", "https") or not url.host:
+        return "expected an http:// or https:// URL with a host, e.g. http://HOST:PORT"
+    return None
+
+
+def setting_url(value: str, setting: str) -> str:
+    """A base URL from a setting (HF_ENDPOINT, TOOLKIT_MIRROR, --mirror), without its trailing slash; a
+    SettingError naming the setting if it is not an http or https URL with a host."""
+    problem = url_problem(value)
+    if problem:
+        shown = repr(value if len(value) <= 100 else value[:100] + "...")
+        raise SettingError(f"{setting} {shown}: {problem}" if setting.startswith("-") else
+                           f"{setting}={shown}: {problem}")
+    return value.rstrip("/")
 
 
 def origin(url: str | httpx.URL) -> tuple[str, str, int | None]:
@@ -117,7 +149,8 @@ def get_json(
 ) -> Any:
     """GET a JSON document, retrying 429/5xx (honouring Retry-After) and connection failures;
     404 -> NotFoundError, other failures -> SourceError naming the URL. Retries and backoff default to
-    the engine's settings (TOOLKIT_DL_RETRIES, TOOLKIT_DL_BACKOFF_BASE; 4 and 0.5 s)."""
+    the engine's settings (TOOLKIT_DL_RETRIES, TOOLKIT_DL_BACKOFF_BASE; 4 and 0.5 s); each wait is at most
+    TOOLKIT_DL_BACKOFF_MAX (30 s)."""
     retries = int(_env_number("TOOLKIT_DL_RETRIES", 4)) if retries is None else retries
     if _quick.get():
         retries = 0
@@ -131,13 +164,13 @@ def get_json(
         except httpx.HTTPError as e:
             if last or is_permanent(e):
                 raise SourceError(f"{url}: {transport_problem(url, e)}") from e
-            time.sleep(random.random() * backoff * 2**attempt)
+            time.sleep(_backoff(backoff, attempt))
             continue
         if (r.status_code == 429 or r.status_code >= 500) and not last:
             wait = _retry_after(r)
             if wait is not None and wait > API_RETRY_AFTER_MAX:
                 raise SourceError(f"{url}: HTTP {r.status_code}; the server asks to wait {wait:.0f} s")
-            time.sleep(wait if wait is not None else random.random() * backoff * 2**attempt)
+            time.sleep(wait if wait is not None else _backoff(backoff, attempt))
             continue
         break
     if r.status_code == 404:

@@ -11,21 +11,32 @@ from urllib.parse import quote
 
 import httpx
 
-from catalog.errors import SourceError
+from catalog.errors import SettingError, SourceError
 from catalog.schema import Variant
 from catalog.sources import ResolvedFile, ResolvedVariant, select_files
-from catalog.sources.http import get_json
+from catalog.sources.http import get_json, setting_url
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
+TOKEN_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
 
 def endpoint() -> str:
-    return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    """HF_ENDPOINT (an http or https URL, else a SettingError naming it), or huggingface.co."""
+    value = os.environ.get("HF_ENDPOINT")
+    return setting_url(value, "HF_ENDPOINT") if value else DEFAULT_ENDPOINT
 
 
 def token_headers() -> dict[str, str]:
-    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
-    return {"Authorization": f"Bearer {token}"} if token else {}
+    """The bearer token of HF_TOKEN (or HUGGING_FACE_HUB_TOKEN), without surrounding white space: visible
+    ASCII, as an HTTP header must be, else a SettingError naming the variable (never showing the token)."""
+    for name in TOKEN_VARS:
+        token = (os.environ.get(name) or "").strip()
+        if token:
+            if not all("!" <= c <= "~" for c in token):
+                raise SettingError(f"{name}: a token must be visible ASCII characters (no spaces or accents); "
+                                   "this one is not: check how it was copied")
+            return {"Authorization": f"Bearer {token}"}
+    return {}
 
 
 def resolve_repo(

@@ -15,7 +15,7 @@ from catalog.errors import IntegrityError, ToolkitError
 from catalog.schema import Variant
 from catalog.sources import INDEPENDENT, MIRROR, ORIGIN, PINNED, ResolvedFile, ResolvedVariant, select_files
 from catalog.sources import resolve as resolve_origin
-from catalog.sources.http import quick_checks
+from catalog.sources.http import quick_checks, setting_url
 from catalog.sources.huggingface import resolve_repo
 
 ENV_MIRROR = "TOOLKIT_MIRROR"
@@ -29,9 +29,11 @@ def mirror_repo(variant_id: str) -> tuple[str, str]:
 
 
 def configured_mirror(explicit: str | None = None) -> str | None:
-    """--mirror, else TOOLKIT_MIRROR, else None."""
-    url = explicit or os.environ.get(ENV_MIRROR) or None
-    return url.rstrip("/") if url else None
+    """--mirror, else TOOLKIT_MIRROR, else None; a SettingError naming the one given if it is not an http(s) URL."""
+    if explicit:
+        return setting_url(explicit, "--mirror")
+    url = os.environ.get(ENV_MIRROR)
+    return setting_url(url, ENV_MIRROR) if url else None
 
 
 def resolve_from(base: str, variant: Variant, client: httpx.Client) -> ResolvedVariant:

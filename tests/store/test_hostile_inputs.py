@@ -138,3 +138,98 @@ def test_cache_commands_never_touch_a_folder_outside_the_store(tmp_path: Path, n
         out = run_toolkit(*command, env=env)
         assert out.returncode == 4 and "Traceback" not in out.stderr, out.stderr
     assert (victim / "1" / "sub").is_dir()
+
+
+@pytest.mark.parametrize(("name", "value"), [("TOOLKIT_DL_BACKOFF_BASE", "1e12"), ("TOOLKIT_DL_BACKOFF_MAX", "1e12"),
+                                             ("TOOLKIT_DL_STALL_TIMEOUT", "1e308"),
+                                             ("TOOLKIT_DL_CONNECT_TIMEOUT", "1e308"),
+                                             ("TOOLKIT_DL_RETRY_AFTER_MAX", "1e9"), ("TOOLKIT_DL_SAVE_INTERVAL", "1e9"),
+                                             ("TOOLKIT_DL_CHUNK_SIZE", "99999999999"),
+                                             ("TOOLKIT_DL_MAX_SEGMENT", "99999999999999999999"),
+                                             ("TOOLKIT_DL_RETRIES", "99999999999999999999")])
+def test_download_settings_past_their_maximum_are_usage_errors(tmp_path: Path, hub: HubServer, name, value) -> None:
+    hub.add("org/tiny", "model.onnx", DATA)
+    out = run_toolkit("download", "tiny", env=env_for(tmp_path, hub, **{name: value}), timeout=30)
+    one_error_line(out, 2, name, "at most")
+    assert hub.requests == []
+
+
+def test_api_retries_wait_at_most_the_backoff_max(monkeypatch) -> None:
+    """A library caller's huge TOOLKIT_DL_BACKOFF_BASE: each wait is capped by TOOLKIT_DL_BACKOFF_MAX, no overflow."""
+    import socket
+    import time
+
+    from catalog.errors import SourceError
+    from catalog.sources.http import get_json
+    from toolkit.download.http import make_client
+
+    with socket.socket() as s:  # a port nobody listens on: every attempt is refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("TOOLKIT_DL_BACKOFF_BASE", "1e300")
+    monkeypatch.setenv("TOOLKIT_DL_BACKOFF_MAX", "0.01")
+    start = time.monotonic()
+    with make_client() as client, pytest.raises(SourceError):
+        get_json(client, f"http://127.0.0.1:{port}/api/models/org/tiny/revision/main", retries=3)
+    assert time.monotonic() - start < 10
+
+
+def _socksio_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("socksio") is not None
+
+
+URL_SETTINGS = [
+    ({"TOOLKIT_MIRROR": "http://[::1"}, "TOOLKIT_MIRROR"),
+    ({"TOOLKIT_MIRROR": "mirror.local:8765"}, "TOOLKIT_MIRROR"),
+    ({"HF_ENDPOINT": "http://[::1"}, "HF_ENDPOINT"),
+    ({"HF_ENDPOINT": "ftp://hub.local"}, "HF_ENDPOINT"),
+    ({"HTTPS_PROXY": "http://[::1", "https_proxy": "http://[::1"}, "https_proxy"),
+    ({"HTTP_PROXY": "ftp://proxy.local", "http_proxy": "ftp://proxy.local"}, "http_proxy"),
+    pytest.param({"HTTPS_PROXY": "socks5://127.0.0.1:9", "https_proxy": "socks5://127.0.0.1:9"}, "httpx[socks]",
+                 marks=pytest.mark.skipif(_socksio_installed(), reason="socksio is installed: socks proxies work")),
+]
+
+
+@pytest.mark.parametrize(("settings", "named"), URL_SETTINGS, ids=lambda v: str(v) if isinstance(v, dict) else None)
+def test_urls_and_proxies_that_cannot_be_used_are_usage_errors_before_any_request(tmp_path: Path, hub: HubServer,
+                                                                                    settings, named) -> None:
+    hub.add("org/tiny", "model.onnx", DATA)
+    out = run_toolkit("download", "tiny", env=env_for(tmp_path, hub, **settings), timeout=30)
+    line = one_error_line(out, 2)
+    assert named.lower() in line.lower(), line
+    assert hub.requests == []
+
+
+def test_a_proxy_password_is_not_shown(tmp_path: Path, hub: HubServer) -> None:
+    proxy = "http://user:s3cret@[::1"
+    out = run_toolkit("download", "tiny", env=env_for(tmp_path, hub, HTTPS_PROXY=proxy, https_proxy=proxy))
+    one_error_line(out, 2, "proxy")
+    assert "s3cret" not in out.stderr + out.stdout
+
+
+@pytest.mark.parametrize("token", ["tökén", "hf_abc def", "hf_\x01"])
+def test_a_token_that_cannot_be_a_header_names_hf_token_and_is_not_shown(tmp_path: Path, hub: HubServer,
+                                                                           token) -> None:
+    hub.add("org/tiny", "model.onnx", DATA)
+    out = run_toolkit("download", "tiny", env=env_for(tmp_path, hub, HF_TOKEN=token), timeout=30)
+    one_error_line(out, 2, "HF_TOKEN", "ASCII")
+    assert token not in out.stderr and "ök" not in out.stderr
+    assert hub.requests == []
+
+
+def test_a_token_with_surrounding_white_space_is_sent_without_it(tmp_path: Path, hub: HubServer) -> None:
+    hub.add("org/tiny", "model.onnx", DATA)
+    out = run_toolkit("download", "tiny", env=env_for(tmp_path, hub, HF_TOKEN=" hf_abc\n"), timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert hub.requests[0]["headers"].get("Authorization") == "Bearer hf_abc"
+
+
+def test_cache_verify_of_a_variant_not_in_the_store_is_not_found(tmp_path: Path, hub: HubServer) -> None:
+    hub.add("org/tiny", "model.onnx", DATA)
+    env = env_for(tmp_path, hub)
+    assert run_toolkit("download", "tiny", env=env).returncode == 0
+    out = run_toolkit("cache", "verify", "tiny-cpu:1", "nosuch:1", env=env)
+    one_error_line(out, 4, "nosuch:1", "not in the store")
+    assert "DAMAGED" not in out.stdout + out.stderr and "tiny-cpu:1" not in out.stderr

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from catalog.errors import ToolkitError
+from catalog.errors import SettingError, ToolkitError
 from toolkit.cli.options import add_json, number, whole_number
 from toolkit.cli.output import console, emit_json, human_size
 from toolkit.cli.parsing import Command, CommandParser, Group
@@ -72,15 +72,18 @@ def _verify_arguments(parser: CommandParser) -> None:
 
 def cache_verify(args: argparse.Namespace) -> None:
     """Re-hash downloaded files; IntegrityError (exit 6) if any is damaged and not repaired."""
-    from catalog.errors import IntegrityError
+    from catalog.errors import IntegrityError, NotInStoreError
     from toolkit.download.api import repair_variant
     from toolkit.download.render import for_terminal
-    from toolkit.paths import installed_variant_ids
+    from toolkit.paths import installed_variant_ids, snapshot_dir
     from toolkit.store.blobs import Store
     from toolkit.store.cache import verify_variant
 
     store = Store()
-    ids = list(args.variant or sorted(installed_variant_ids(store.root)))
+    ids = list(dict.fromkeys(args.variant)) or sorted(installed_variant_ids(store.root))
+    missing = [vid for vid in ids if not snapshot_dir(vid, store.root).is_dir()]
+    if missing:  # a name that is not there is not a damaged variant: say so before hashing anything
+        raise NotInStoreError(f"not in the store: {', '.join(missing)}; see `toolkit cache list`")
     results = []
     for vid in ids:
         r = verify_variant(store, vid)
@@ -175,7 +178,11 @@ def mirror_serve(args: argparse.Namespace) -> None:
     from toolkit.mirror.server import serve
     from toolkit.store.blobs import Store
 
-    server = serve(Store(), args.host, args.port)
+    store = Store()
+    try:
+        server = serve(store, args.host, args.port)
+    except (OSError, ValueError) as e:  # binding: the port is taken or privileged, the host is not ours
+        raise SettingError(_cannot_listen(args.host, args.port, e)) from None
     print(
         f"serving {server.store.root} at {server.url} (set TOOLKIT_MIRROR={server.url} on clients)",
         flush=True,
@@ -184,6 +191,24 @@ def mirror_serve(args: argparse.Namespace) -> None:
         server.serve_forever()
     finally:
         server.server_close()
+
+
+def _cannot_listen(host: str, port: int, error: Exception) -> str:
+    """Why `mirror serve` cannot listen on host:port, naming the option to change."""
+    import errno
+    import socket
+
+    host = host if host.isprintable() else repr(host)
+    code = getattr(error, "errno", None)
+    reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    if code == errno.EADDRINUSE:
+        return (f"--port {port} cannot be used: {host}:{port} is already in use (another `toolkit mirror serve`?); "
+                "pick another --port, or 0 for any free one")
+    if code == errno.EACCES:
+        return f"--port {port} cannot be used: permission denied (ports below 1024 need privileges); pick another --port"
+    if isinstance(error, socket.gaierror | UnicodeError) or code == errno.EADDRNOTAVAIL:
+        return f"--host {host} cannot be used: {reason} (give an address of this machine, e.g. 127.0.0.1 or 0.0.0.0)"
+    return f"--host {host} --port {port} cannot be used: {reason}"
 
 
 def _export_arguments(parser: CommandParser) -> None:

@@ -13,7 +13,14 @@ from toolkit.download.plan import MiB
 # 0 connections or a 0-byte chunk would wait forever.
 MINIMUM = {"retries": 0, "stall_retries": 0, "restarts": 0, "disk_margin": 0, "save_interval": 0.0,
            "backoff_base": 0.0, "backoff_max": 0.0, "retry_after_max": 0.0}
-MAXIMUM = {"connections": 64, "max_connections": 256, "max_files": 64, "segments_per_connection": 1024}
+# The most of each setting: past these a value is a typo, and some would overflow a timer (a 1e308 s timeout) or
+# an exponential backoff (2**retries), or allocate a chunk of that size.
+GiB = 1024 * MiB
+MAXIMUM = {"connections": 64, "max_connections": 256, "max_files": 64, "segments_per_connection": 1024,
+           "min_segment": GiB, "max_segment": GiB, "min_split": GiB, "chunk_size": 64 * MiB,
+           "retries": 1000, "stall_retries": 1000, "restarts": 100,
+           "backoff_base": 3600.0, "backoff_max": 3600.0, "retry_after_max": 86400.0, "stall_timeout": 3600.0,
+           "connect_timeout": 3600.0, "save_interval": 60.0}
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 

@@ -67,9 +67,12 @@ class VerifyResult:
 
 
 def verify_variant(store: Store, variant_id: str) -> VerifyResult:
-    """Re-hash every file of a snapshot against its record; report missing, resized or altered files."""
+    """Re-hash every file of a snapshot against its record; report missing, resized or altered files.
+    NotInStoreError when the store has no snapshot of the variant at all (nothing to verify or repair)."""
     result = VerifyResult(variant_id)
     snap = paths.snapshot_dir(variant_id, store.root)
+    if not snap.is_dir():
+        raise NotInStoreError(f"{variant_id} is not in the store ({snap}); see `toolkit cache list`")
     files = snapshot_files(variant_id, store.root)
     if not files:
         result.problems.append(f"{snap}: not a complete snapshot")
