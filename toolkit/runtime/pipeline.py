@@ -387,8 +387,9 @@ class DecoderPipeline:
     def prefill(self, token_ids: Sequence[int]) -> np.ndarray:
         """Run the prompt (continuing after any earlier turns); returns logits for the next token."""
         ids = np.asarray(token_ids, dtype=np.int64)
-        if ids.size == 0:
-            raise ValueError("the prompt is empty")
+        if ids.size == 0:  # the CLI refuses an empty prompt, so the package's chat template rendered nothing
+            raise PackageError(f"{self.config.folder}: the prompt has no tokens: the package's chat template "
+                               "(tokenizer_config.json chat_template, or chat_template.jinja) rendered nothing")
         if self._fixed_window:
             width = self.window
         else:  # dynamic-length graphs: bigger chunks make better matrix products (512 tokens: ~18% faster)
