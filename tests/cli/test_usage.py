@@ -24,7 +24,7 @@ USAGE_ERRORS = [
     (["run", "x", "--top-p", "2"], "usage: toolkit run ", "argument --top-p: top_p must be in (0, 1]"),
     (["run", "x", "--prompt", " "], "usage: toolkit run ", "argument -p/--prompt: the prompt is empty"),
     (["bench", "x", "--prompt-tokens", "32,x"], "usage: toolkit bench ", "argument --prompt-tokens: expected numbers"),
-    (["bench", "x", "--new-tokens", "1"], "usage: toolkit bench ", "argument --new-tokens: must be at least 2"),
+    (["bench", "x", "--new-tokens", "1"], "usage: toolkit bench ", "argument --new-tokens: must be from 2 to"),
     (["eval", "pkg"], "usage: toolkit eval ", "the following arguments are required: --text"),
     (["cache"], "usage: toolkit cache ", "toolkit cache: error: missing command: list, add, verify, remove, prune"),
     (["cache", "add", "pkg"], "usage: toolkit cache add ", "the following arguments are required: --id"),
@@ -34,6 +34,35 @@ USAGE_ERRORS = [
     (["mirror", "serve", "--port", "abc"], "usage: toolkit mirror serve [--host HOST] [--port PORT]",
      "toolkit mirror serve: error: argument --port: expected a whole number, got 'abc'"),
     (["mirror", "serve", "--port", "70000"], "usage: toolkit mirror serve ", "must be from 0 to 65535"),
+    # values that once ended in tracebacks (or in work done for nothing): refused as they are parsed
+    (["run", "x", "--seed", "-1"], "usage: toolkit run ", "argument --seed: must be from 0 to 4294967295, got -1"),
+    (["run", "x", "--seed", str(2**32)], "usage: toolkit run ", "argument --seed: must be from 0 to 4294967295"),
+    (["run", "x", "--repetition-penalty", "nan"], "usage: toolkit run ",
+     "argument --repetition-penalty: expected a finite number, got 'nan'"),
+    (["run", "x", "-t", "inf"], "usage: toolkit run ", "argument -t/--temperature: expected a finite number"),
+    (["run", "x", "--top-p", "nan"], "usage: toolkit run ", "argument --top-p: expected a finite number"),
+    (["run", "x", "--threads", "99999999999999999999"], "usage: toolkit run ", "argument --threads: must be from 1"),
+    (["run", "x", "--allow-custom-ops", "-y", "-p", "hi"], "usage: toolkit run ",
+     "--allow-custom-ops is for a package folder you give by path"),
+    (["bench", "x", "--prompt-tokens", "99999999999999999999"], "usage: toolkit bench ",
+     "argument --prompt-tokens: each must be at most 1048576"),
+    (["bench", "x", "--new-tokens", "99999999999999999999"], "usage: toolkit bench ",
+     "argument --new-tokens: must be from 2 to 1048576"),
+    (["bench", "x", "--repeat", "99999999999999999999"], "usage: toolkit bench ", "argument --repeat: must be from 1"),
+    (["build", "ckpt", "--window", "99999999999999999999"], "usage: toolkit build ",
+     "argument --window: must be from 1 to 4096"),
+    (["build", "ckpt", "--context-length", "3000000000"], "usage: toolkit build ",
+     "argument --context-length: must be from 1 to 1048576"),
+    (["build", "ckpt", "--target", "bogus"], "usage: toolkit build ",
+     "argument --target: invalid choice: 'bogus' (choose from 'float', 'cpu-int4', 'npu-qdq')"),
+    (["build", "ckpt", "--weights", "bogus"], "usage: toolkit build ",
+     "argument --weights: invalid choice: 'bogus' (choose from 'gptq', 'rtn')"),
+    (["build", "ckpt", "--target", "npu-qdq"], "usage: toolkit build ",
+     "--target npu-qdq needs --calibration-text FILE"),
+    (["build", "ckpt", "--seed", "-1"], "usage: toolkit build ", "argument --seed: must be from 0 to 4294967295"),
+    (["download", "x", "--mirror", "::"], "usage: toolkit download ", "argument --mirror: '::': not a URL"),
+    (["download", "x", "--mirror", "ftp://mirror.local"], "usage: toolkit download ",
+     "argument --mirror: 'ftp://mirror.local': expected an http:// or https:// URL with a host"),
 ]
 
 
@@ -79,7 +108,7 @@ HELP = [
                     "-q", "--quiet"]),
     (["run"], ["MODEL", "-p", "--prompt TEXT", "--system TEXT", "-n", "--max-tokens N", "-t", "--temperature T",
                "--top-k K", "--top-p P", "--min-p P", "--repetition-penalty X", "--seed N", "--stop TEXT",
-               "--truncate", "--hide-reasoning", "--device", "--variant ID", "-y", "--yes", "--threads N", "--ep EP",
+               "--truncate", "--hide-reasoning", "--show-special-tokens", "--device", "--variant ID", "-y", "--yes", "--threads N", "--ep EP",
                "--mirror URL", "--json", "(default: 1024)"]),
     (["bench"], ["MODEL", "--prompt-tokens N,N", "--new-tokens N", "--repeat N", "--warmup N", "-y", "--yes",
                  "(default: 32,512)"]),
@@ -135,3 +164,13 @@ def test_run_with_nothing_to_say_names_the_three_ways_to_give_a_prompt(tmp_path)
     assert out.returncode == 2, out.stderr
     assert out.stderr.startswith("usage: toolkit run ") and len(out.stderr.splitlines()) == 2
     assert "toolkit run: error: no prompt: give --prompt, pipe text on stdin" in out.stderr
+
+
+def test_build_targets_and_weight_methods_have_one_definition():
+    """The parser's choices are the builder's: toolkit.build_choices, which the CLI reads without numpy."""
+    from toolkit.build import builder
+    from toolkit.build_choices import TARGETS, WEIGHT_METHODS
+
+    assert builder.TARGETS is TARGETS and set(WEIGHT_METHODS) == {"gptq", "rtn"}
+    help_text = run_toolkit("build", "--help").stdout
+    assert all(target in help_text for target in TARGETS)

@@ -26,8 +26,8 @@ from toolkit.build.package import (
 )
 from toolkit.build.stages import build_embeddings, build_lm_head
 from toolkit.build.transformer import GraphSpec, LayerWeights, build_transformer
+from toolkit.build_choices import MAX_CONTEXT, MAX_WINDOW, TARGETS, WEIGHT_METHODS
 
-TARGETS = ("float", "cpu-int4", "npu-qdq")
 DEFAULT_CONTEXT = 4096  # static KV length when --context-length is not given, capped by max_position_embeddings
 
 
@@ -95,10 +95,13 @@ def _check_options(ckpt: Checkpoint, opts: BuildOptions) -> None:
         raise BuildError(f"--target: {opts.target!r} is not one of {', '.join(TARGETS)}")
     if opts.window < 1 or opts.context_length < opts.window:
         raise BuildError(f"--window {opts.window} / --context-length {opts.context_length}: need 1 <= window <= context")
+    if opts.window > MAX_WINDOW or opts.context_length > MAX_CONTEXT:
+        raise BuildError(f"--window {opts.window} / --context-length {opts.context_length}: the most is "
+                         f"{MAX_WINDOW} / {MAX_CONTEXT}")
     if opts.context_length % opts.window:
         raise BuildError(f"--context-length {opts.context_length} must be a multiple of --window {opts.window}")
-    if opts.weight_method not in ("rtn", "gptq"):
-        raise BuildError(f"--weights: {opts.weight_method!r} is not rtn or gptq")
+    if opts.weight_method not in WEIGHT_METHODS:
+        raise BuildError(f"--weights: {opts.weight_method!r} is not {' or '.join(WEIGHT_METHODS)}")
     if opts.target == "npu-qdq" and opts.calibration_text is None:
         raise BuildError("--target npu-qdq needs --calibration-text FILE (activation ranges come from real text)")
     if opts.calibration_text is not None and not Path(opts.calibration_text).is_file():

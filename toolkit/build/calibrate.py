@@ -51,7 +51,7 @@ def calibration_ids(ckpt: Checkpoint, text_file: Path, max_tokens: int) -> list[
     """Token ids of the calibration text (documents split on <|endoftext|>, BOS-prefixed)."""
     from tokenizers import Tokenizer
 
-    from toolkit.build.evaluate import split_documents
+    from toolkit.build.evaluate import read_text, split_documents
 
     tok_path = ckpt.folder / "tokenizer.json"
     if not tok_path.is_file():
@@ -59,7 +59,7 @@ def calibration_ids(ckpt: Checkpoint, text_file: Path, max_tokens: int) -> list[
     tok = Tokenizer.from_file(str(tok_path))
     bos = ckpt.config.bos_token_id
     docs, total = [], 0
-    for d in split_documents(Path(text_file).read_text(encoding="utf-8")):
+    for d in split_documents(read_text(Path(text_file), "calibration text")):
         ids = ([bos] if bos is not None else []) + tok.encode(d, add_special_tokens=False).ids
         ids = ids[: max_tokens - total]
         if len(ids) > 1:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from catalog.errors import MissingFileError, PackageError
+from catalog.errors import BuildError, MissingFileError, PackageError
 
 STORY_SEPARATOR = "<|endoftext|>"
 
@@ -115,6 +115,19 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
     return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
 
 
+def read_text(path: Path, what: str = "text file") -> str:
+    """A text file as UTF-8; one that is not (perplexity or ranges from mangled text would mislead) or that
+    cannot be read is a BuildError naming the file."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise MissingFileError(f"{path}: {what} does not exist") from None
+    except UnicodeDecodeError as e:
+        raise BuildError(f"{path}: the {what} is not UTF-8 (byte {e.start}: {e.reason}); save it as UTF-8") from None
+    except OSError as e:
+        raise BuildError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+
+
 def split_documents(text: str) -> list[str]:
     """Documents separated by <|endoftext|> (or the whole text), stripped, empty ones dropped."""
     return [d.strip() for d in text.split(STORY_SEPARATOR) if d.strip()]
@@ -147,7 +160,7 @@ def evaluate(package: str | Path, text_file: str | Path, reference: str | Path |
     ref = PackageRunner(reference) if reference else None
     model = run.config["model"]
     bos = model.get("bos_token_id")
-    docs = tokenize_documents(Path(package), text_path.read_text(encoding="utf-8"), bos,
+    docs = tokenize_documents(Path(package), read_text(text_path), bos,
                               min(run.context_length, max_tokens or run.context_length))
     nll, agree, count, ref_nll = 0.0, 0, 0, 0.0
     for ids in docs:

@@ -6,34 +6,38 @@ import argparse
 import sys
 from pathlib import Path
 
-from toolkit.cli.options import add_json, whole_number
+from toolkit.build_choices import MAX_CONTEXT, MAX_WINDOW, TARGETS, WEIGHT_METHODS
+from toolkit.cli.options import MAX_SEED, add_json, whole_number
 from toolkit.cli.output import console, emit_json, human_size
-from toolkit.cli.parsing import Command, CommandParser
+from toolkit.cli.parsing import Command, CommandParser, UsageError
 
 
 def _build_arguments(parser: CommandParser) -> None:
     parser.add_argument("checkpoint", type=Path, metavar="CHECKPOINT",
                         help="Hugging Face checkpoint folder (config.json, safetensors).")
-    parser.add_argument("--target", default="cpu-int4", metavar="TARGET",
-                        help="npu-qdq, cpu-int4 or float (default: %(default)s).")
+    parser.add_argument("--target", default="cpu-int4", choices=TARGETS, metavar="TARGET",
+                        help=f"{', '.join(TARGETS[:-1])} or {TARGETS[-1]} (default: %(default)s).")
     parser.add_argument("--out", type=Path, default=Path("package"), metavar="DIR",
                         help="Output package folder (default: %(default)s).")
-    parser.add_argument("--context-length", type=whole_number(1), metavar="N",
-                        help="Static KV length (default: 4096, or the checkpoint's max_position_embeddings if less).")
-    parser.add_argument("--window", type=whole_number(1), default=64, metavar="N",
-                        help="Prefill window, the context stage's length (default: %(default)s).")
+    parser.add_argument("--context-length", type=whole_number(1, MAX_CONTEXT), metavar="N",
+                        help=f"Static KV length, at most {MAX_CONTEXT} (default: 4096, or the checkpoint's "
+                             "max_position_embeddings if less).")
+    parser.add_argument("--window", type=whole_number(1, MAX_WINDOW), default=64, metavar="N",
+                        help=f"Prefill window, the context stage's length, at most {MAX_WINDOW} "
+                             "(default: %(default)s).")
     parser.add_argument("--calibration-text", type=Path, metavar="FILE",
-                        help="Text for activation ranges (npu-qdq, required) and GPTQ (both int4 targets).")
-    parser.add_argument("--weights", default="gptq", metavar="METHOD",
-                        help="Rounding when calibration text is given: gptq or rtn (default: %(default)s).")
+                        help="UTF-8 text for activation ranges (npu-qdq, required) and GPTQ (both int4 targets).")
+    parser.add_argument("--weights", default="gptq", choices=WEIGHT_METHODS, metavar="METHOD",
+                        help=f"Rounding when calibration text is given: {' or '.join(WEIGHT_METHODS)} "
+                             "(default: %(default)s).")
     parser.add_argument("--no-rotate", action="store_true", help="npu-qdq: skip the QuaRot rotation.")
     parser.add_argument("--keep-float", action="append", metavar="NAME",
                         help="npu-qdq: tensor name parts kept unquantized (repeatable).")
-    parser.add_argument("--seed", type=int, default=0, metavar="N",
+    parser.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0, metavar="N",
                         help="Seed of the random Hadamard rotation (default: %(default)s).")
     parser.add_argument("--overwrite", action="store_true", help="Replace a non-empty --out folder.")
     parser.add_argument("--eval", type=Path, dest="eval_text", metavar="FILE",
-                        help="After building, evaluate on this text against a float build.")
+                        help="After building, evaluate on this UTF-8 text against a float build.")
     add_json(parser)
 
 
@@ -42,6 +46,8 @@ def build(args: argparse.Namespace) -> None:
     from toolkit.build import BuildOptions, build_package
 
     checkpoint, out, target = args.checkpoint, args.out, args.target
+    if target == "npu-qdq" and args.calibration_text is None:
+        raise UsageError("--target npu-qdq needs --calibration-text FILE (activation ranges come from real text)")
     opts = BuildOptions(target=target, context_length=args.context_length, window=args.window,
                         calibration_text=args.calibration_text, weight_method=args.weights, rotate=not args.no_rotate,
                         seed=args.seed, overwrite=args.overwrite)
@@ -68,7 +74,7 @@ def build(args: argparse.Namespace) -> None:
 def _eval_arguments(parser: CommandParser) -> None:
     parser.add_argument("package", type=Path, metavar="PACKAGE", help="A package folder (genai_config.json).")
     parser.add_argument("--text", type=Path, required=True, metavar="FILE",
-                        help="Text file; documents split on <|endoftext|>.")
+                        help="UTF-8 text file (other encodings are refused); documents split on <|endoftext|>.")
     parser.add_argument("--reference", type=Path, metavar="PACKAGE",
                         help="Unquantized package to compare with (top-1 agreement).")
     parser.add_argument("--max-tokens", type=whole_number(1), metavar="N", help="Cut each document.")

@@ -6,22 +6,29 @@ import argparse
 import sys
 from dataclasses import replace
 
+from toolkit.build_choices import MAX_CONTEXT
 from toolkit.cli.options import (
+    MAX_SEED,
     add_device,
     add_json,
     add_mirror,
     add_require_pinned,
     add_variant,
+    argv_text,
     device_override,
     download_config,
     number,
     number_list,
+    stdin_text,
     whole_number,
 )
 from toolkit.cli.output import console, emit_json, human_size
 from toolkit.cli.parsing import Command, CommandParser, UsageError
 
 NO_PROMPT = "no prompt: give --prompt, pipe text on stdin, or run in a terminal for a chat"
+MAX_THREADS = 1024
+MAX_RUNS = 10_000  # bench --repeat and --warmup
+CUSTOM_OPS_BY_PATH = "--allow-custom-ops is for a package folder you give by path, not a catalog download"
 
 
 def _model_arguments(parser: CommandParser) -> None:
@@ -30,7 +37,7 @@ def _model_arguments(parser: CommandParser) -> None:
     add_device(parser)
     add_variant(parser)
     parser.add_argument("-y", "--yes", action="store_true", help="Download without asking when the model is missing.")
-    parser.add_argument("--threads", type=whole_number(1), metavar="N",
+    parser.add_argument("--threads", type=whole_number(1, MAX_THREADS), metavar="N",
                         help="CPU threads per stage (default: physical cores).")
     parser.add_argument("--ep", metavar="EP", help="Force an execution provider for every stage (cpu, qnn...).")
     add_mirror(parser)
@@ -41,9 +48,14 @@ def _model_arguments(parser: CommandParser) -> None:
     add_json(parser)
 
 
+def _interactive() -> bool:
+    """Standard input is a terminal (not a pipe, a file, or closed)."""
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
 def _confirm(question: str) -> bool:
     """Ask on stderr, only when a person can answer; Enter means yes."""
-    if not sys.stdin.isatty():
+    if not _interactive():
         return False
     sys.stderr.write(f"{question} [Y/n] ")
     sys.stderr.flush()
@@ -56,7 +68,10 @@ def _confirm(question: str) -> bool:
 
 def _resolve(args: argparse.Namespace):
     """The package folder for MODEL (downloading it if --yes or the user agrees), or the error saying why not."""
-    from toolkit.runtime.resolve import resolve_model
+    from toolkit.runtime.resolve import looks_like_path, resolve_model
+
+    if args.allow_custom_ops and not looks_like_path(args.model):  # before anything is downloaded
+        raise UsageError(CUSTOM_OPS_BY_PATH)
 
     progress = None
     if not args.json:
@@ -75,7 +90,7 @@ def _open(resolved, args: argparse.Namespace, huge_pages: bool = True):
     from toolkit.runtime.pipeline import RuntimeOptions
 
     if args.allow_custom_ops and resolved.variant_id is not None:
-        raise UsageError("--allow-custom-ops is for a package folder you give by path, not a catalog download")
+        raise UsageError(CUSTOM_OPS_BY_PATH)
     options = RuntimeOptions(threads=args.threads, provider=args.ep, ep_cache_dir=paths.home() / "ep-cache",
                              huge_pages=huge_pages, allow_custom_ops=args.allow_custom_ops)
     return LocalModel(resolved.folder, options, resolved.markers)
@@ -92,21 +107,23 @@ def _generation_config(args: argparse.Namespace):
         option = "--" + str(e).split()[0].replace("_", "-")
         raise UsageError(f"argument {option}: {e}") from None
     return GenerationConfig(max_new_tokens=args.max_tokens, sampling=sampling, stop=tuple(args.stop or ()),
-                            truncate=args.truncate)
+                            truncate=args.truncate, show_special_tokens=args.show_special_tokens)
 
 
 def _prompt(args: argparse.Namespace) -> str | None:
-    """--prompt, else piped stdin (read once the model is found); None means a chat in the terminal."""
-    if args.prompt is not None or sys.stdin.isatty():
+    """--prompt, else piped stdin (read once the model is found, as UTF-8: other bytes become U+FFFD); None
+    means a chat in the terminal."""
+    if args.prompt is not None or _interactive():
         return args.prompt
-    text = sys.stdin.read()
+    text = stdin_text()
     if not text.strip():
         raise UsageError(NO_PROMPT)
     return text
 
 
 def _prompt_text(text: str) -> str:
-    """An argparse type: a prompt with something in it."""
+    """An argparse type: a prompt with something in it (bytes that are not UTF-8 become U+FFFD)."""
+    text = argv_text(text)
     if not text.strip():
         raise argparse.ArgumentTypeError("the prompt is empty")
     return text
@@ -143,13 +160,15 @@ def _chat(session, config, out, err, show_reasoning: bool) -> None:
     import threading
 
     err.print("Chat: /reset clears the history, /exit (or Ctrl-D) quits, Ctrl-C stops an answer.", style="dim")
+    if hasattr(sys.stdin, "reconfigure"):  # a typed byte that is not text becomes U+FFFD, not a traceback
+        sys.stdin.reconfigure(errors="replace")
     while True:
         try:
             line = input("> ")
         except (EOFError, KeyboardInterrupt):
             out.print()
             return
-        text = line.strip()
+        text = argv_text(line).strip()
         if not text:
             continue
         if text in ("/exit", "/quit", "/bye"):
@@ -170,23 +189,27 @@ def _chat(session, config, out, err, show_reasoning: bool) -> None:
 
 def _run_arguments(parser: CommandParser) -> None:
     parser.add_argument("-p", "--prompt", type=_prompt_text, metavar="TEXT", help="One-shot prompt (else piped stdin, else a chat).")
-    parser.add_argument("--system", metavar="TEXT", help="System prompt.")
+    parser.add_argument("--system", type=argv_text, metavar="TEXT", help="System prompt.")
     parser.add_argument("-n", "--max-tokens", type=whole_number(1), default=1024, metavar="N",
                         help="Most tokens to generate (default: %(default)s).")
     parser.add_argument("-t", "--temperature", type=number(0.0), default=0.6, metavar="T",
                         help="Sampling temperature; 0 is greedy (default: %(default)s).")
     parser.add_argument("--top-k", type=whole_number(0), default=0, metavar="K",
                         help="Sample from the K most likely tokens; 0 is all (default: %(default)s).")
-    parser.add_argument("--top-p", type=float, default=0.95, metavar="P",
+    parser.add_argument("--top-p", type=number(), default=0.95, metavar="P",
                         help="Nucleus sampling, in (0, 1] (default: %(default)s).")
-    parser.add_argument("--min-p", type=float, default=0.0, metavar="P",
+    parser.add_argument("--min-p", type=number(), default=0.0, metavar="P",
                         help="Drop tokens less likely than P times the most likely, in [0, 1) (default: %(default)s).")
-    parser.add_argument("--repetition-penalty", type=float, default=1.0, metavar="X",
+    parser.add_argument("--repetition-penalty", type=number(), default=1.0, metavar="X",
                         help="Above 1 discourages repeating tokens (default: %(default)s).")
-    parser.add_argument("--seed", type=int, metavar="N", help="Seed for reproducible sampling.")
-    parser.add_argument("--stop", action="append", metavar="TEXT", help="Stop at this text (repeatable).")
+    parser.add_argument("--seed", type=whole_number(0, MAX_SEED), metavar="N",
+                        help=f"Seed for reproducible sampling, 0 to {MAX_SEED}.")
+    parser.add_argument("--stop", type=argv_text, action="append", metavar="TEXT",
+                        help="Stop at this text (repeatable).")
     parser.add_argument("--truncate", action="store_true", help="Drop the oldest prompt tokens if too long.")
     parser.add_argument("--hide-reasoning", action="store_true", help="Do not print the reasoning.")
+    parser.add_argument("--show-special-tokens", action="store_true",
+                        help="Print BOS/EOS/role tokens the model emits (hidden by default).")
     _model_arguments(parser)
 
 
@@ -196,7 +219,7 @@ def run_cmd(args: argparse.Namespace) -> None:
     from toolkit.runtime.generate import generate
 
     config = _generation_config(args)
-    if args.json and args.prompt is None and sys.stdin.isatty():
+    if args.json and args.prompt is None and _interactive():
         raise UsageError("--json needs --prompt or piped input")
     resolved = _resolve(args)
     prompt = _prompt(args)
@@ -231,15 +254,28 @@ def _print_notes(loaded, err) -> None:
 
 
 def _bench_arguments(parser: CommandParser) -> None:
-    parser.add_argument("--prompt-tokens", type=number_list, default="32,512", metavar="N,N",
+    parser.add_argument("--prompt-tokens", type=number_list(MAX_CONTEXT), default="32,512", metavar="N,N",
                         help="Prompt lengths, comma separated (default: %(default)s).")
-    parser.add_argument("--new-tokens", type=whole_number(2), default=64, metavar="N",
+    parser.add_argument("--new-tokens", type=whole_number(2, MAX_CONTEXT), default=64, metavar="N",
                         help="Tokens generated per run (default: %(default)s).")
-    parser.add_argument("--repeat", type=whole_number(1), default=3, metavar="N",
+    parser.add_argument("--repeat", type=whole_number(1, MAX_RUNS), default=3, metavar="N",
                         help="Timed runs per prompt length (default: %(default)s).")
-    parser.add_argument("--warmup", type=whole_number(0), default=1, metavar="N",
+    parser.add_argument("--warmup", type=whole_number(0, MAX_RUNS), default=1, metavar="N",
                         help="Untimed runs first (default: %(default)s).")
     _model_arguments(parser)
+
+
+def _check_bench_fits(loaded, prompt_tokens: tuple[int, ...], new_tokens: int) -> None:
+    """The longest prompt and the new tokens must fit the context; said in bench's own options (the runtime's
+    message names run's)."""
+    from catalog.errors import PackageError
+
+    longest = max(prompt_tokens)
+    if longest + new_tokens > loaded.context_length:
+        raise PackageError(
+            f"{loaded.folder}: --prompt-tokens {longest} plus --new-tokens {new_tokens} need {longest + new_tokens} "
+            f"positions, but the context holds {loaded.context_length}; lower --prompt-tokens or --new-tokens"
+        )
 
 
 def bench_cmd(args: argparse.Namespace) -> None:
@@ -252,6 +288,7 @@ def bench_cmd(args: argparse.Namespace) -> None:
     resolved = _resolve(args)
     # The first (cold) load only measures loading; the second is the one timed, with huge pages.
     loaded = _open(resolved, args, huge_pages=False)
+    _check_bench_fits(loaded, args.prompt_tokens, args.new_tokens)
     first_load = loaded.load_seconds
     options, markers = replace(loaded.pipeline.options, huge_pages=True), loaded.markers
     del loaded  # load again: the second load is the warm one (files cached, compiled NPU graphs reused)

@@ -7,12 +7,25 @@ package's chat template (see chat_template.py).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from catalog import jsonio
 from catalog.errors import MissingFileError, PackageError
 from toolkit.runtime.chat_template import ChatTemplate, load_chat_template
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def well_formed(text: str) -> str:
+    """`text` with each lone surrogate (undecodable bytes kept by surrogateescape, half of a UTF-16 pair) as
+    U+FFFD: the tokenizers library takes only text that encodes to UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
 
 
 def _token_content(value: Any) -> str | None:
@@ -69,15 +82,16 @@ class PackageTokenizer:
         return {i: t.content for i, t in self._tok.get_added_tokens_decoder().items() if t.special}
 
     def token_to_id(self, token: str | None) -> int | None:
-        return None if token is None else self._tok.token_to_id(token)
+        return None if token is None else self._tok.token_to_id(well_formed(token))
 
     @property
     def vocab_size(self) -> int:
         return self._tok.get_vocab_size(with_added_tokens=True)
 
     def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
-        """Token ids of `text`; with add_special_tokens, BOS is prepended as transformers would."""
-        ids = self._tok.encode(text, add_special_tokens=add_special_tokens).ids
+        """Token ids of `text`; with add_special_tokens, BOS is prepended as transformers would. A lone
+        surrogate in `text` is encoded as U+FFFD (see well_formed)."""
+        ids = self._tok.encode(well_formed(text), add_special_tokens=add_special_tokens).ids
         if add_special_tokens and self.add_bos_token and self.bos_token_id is not None:
             if not ids or ids[0] != self.bos_token_id:
                 ids = [self.bos_token_id, *ids]
