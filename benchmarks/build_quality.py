@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.helpers.reference import ReferenceModel  # noqa: E402
-from toolkit.build import BuildOptions, PackageRunner, build_package, evaluate  # noqa: E402
+from toolkit.builder import BuildOptions, PackageRunner, build_package, evaluate  # noqa: E402
 
 FIXTURES = ROOT.parent / "shared" / "fixtures"
 STORIES = FIXTURES / "stories260k-hf"

@@ -1,4 +1,4 @@
-"""What `toolkit build` accepts, without numpy or onnx: the CLI's parser and toolkit.build both read these.
+"""What `toolkit build` accepts, without numpy or onnx: the CLI's parser and toolkit.builder both read these.
 
 The targets and weight methods are the builder's own names; the limits keep a typo from becoming a
 graph nobody can run (a 3,000,000,000-position RoPE table is 89 GiB) or an overflow.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.build.checkpoint import Checkpoint
+from toolkit.builder.checkpoint import Checkpoint
 
 
 class ReferenceModel:

@@ -41,7 +41,7 @@ def test_qnn_greedy_tokens_equal_cpu_ep(qnn_model, tiny_qwen2_npu_qdq_package): 
 @pytest.fixture(scope="module")
 def default_context_package(tmp_path_factory):
     """An npu-qdq package built without --context-length from a checkpoint with 32768 positions: context 4096."""
-    from toolkit.build import BuildOptions, build_package
+    from toolkit.builder import BuildOptions, build_package
 
     ckpt = write_checkpoint(tmp_path_factory.mktemp("ckpt") / "qwen2-32k",
                             {**QWEN2_TINY, "max_position_embeddings": 32768}, seed=1, dtype="bfloat16", shards=2)

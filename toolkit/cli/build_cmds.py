@@ -1,4 +1,4 @@
-"""`toolkit build` and `toolkit eval`: parse, call toolkit.build, render."""
+"""`toolkit build` and `toolkit eval`: parse, call toolkit.builder, render."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def _build_arguments(parser: CommandParser) -> None:
 
 def build(args: argparse.Namespace) -> None:
     """Build the package, then evaluate it against a float build if --eval is given."""
-    from toolkit.build import BuildOptions, build_package
+    from toolkit.builder import BuildOptions, build_package
 
     checkpoint, out, target = args.checkpoint, args.out, args.target
     if target == "npu-qdq" and args.calibration_text is None:
@@ -83,7 +83,7 @@ def _eval_arguments(parser: CommandParser) -> None:
 
 def eval_(args: argparse.Namespace) -> None:
     """Evaluate a package; JSON unless a person is watching."""
-    from toolkit.build import evaluate
+    from toolkit.builder import evaluate
 
     result = evaluate(args.package, args.text, args.reference, args.max_tokens)
     if args.json or not sys.stdout.isatty():
@@ -95,7 +95,7 @@ def eval_(args: argparse.Namespace) -> None:
 def _eval_against_float(checkpoint: Path, package: Path, text: Path, context_length: int, window: int) -> dict:
     import tempfile
 
-    from toolkit.build import BuildOptions, build_package, evaluate
+    from toolkit.builder import BuildOptions, build_package, evaluate
 
     with tempfile.TemporaryDirectory(prefix="toolkit-eval-") as tmp:
         ref = Path(tmp) / "float"

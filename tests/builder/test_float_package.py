@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.reference import ReferenceModel
-from toolkit.build.evaluate import PackageRunner
+from toolkit.builder.evaluate import PackageRunner
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_qwen2_with_biases_and_gqa_matches_reference(tiny_qwen2_float_package, t
 
 
 def test_tiny_llama_fp16_checkpoint_builds_and_matches(tmp_path, tiny_llama_checkpoint):
-    from toolkit.build import BuildOptions, build_package
+    from toolkit.builder import BuildOptions, build_package
 
     build_package(tiny_llama_checkpoint, tmp_path / "pkg", BuildOptions(target="float", context_length=128))
     ref = ReferenceModel(tiny_llama_checkpoint)

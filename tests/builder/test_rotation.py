@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.reference import ReferenceModel
-from toolkit.build.rotation import hadamard_factors, online_factors, paley, paley2, random_hadamard
+from toolkit.builder.rotation import hadamard_factors, online_factors, paley, paley2, random_hadamard
 
 
 @pytest.mark.parametrize("q", [3, 11, 19, 43, 139])
@@ -47,7 +47,7 @@ def test_random_hadamard_is_orthogonal_and_seeded():
 
 def test_folded_and_rotated_model_computes_the_same_logits(tiny_qwen2_checkpoint):
     """Norm folding + residual rotation + online down Hadamard leave the function unchanged (biases included)."""
-    from toolkit.build.npu import rotated_model
+    from toolkit.builder.npu import rotated_model
 
     ref = ReferenceModel(tiny_qwen2_checkpoint)
     layer, embed, head, info = rotated_model(ref.ckpt, rotate=True, online=True, seed=0)

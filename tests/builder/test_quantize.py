@@ -7,16 +7,16 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto
 
-from toolkit.build.graph import Graph
-from toolkit.build.linear import NBitsLinear
-from toolkit.build.quantize import (
+from toolkit.builder.graph import Graph
+from toolkit.builder.linear import NBitsLinear
+from toolkit.builder.quantize import (
     gptq_blockwise,
     quantize_blockwise,
     quantize_blockwise8,
     quantize_gptq,
     quantize_rtn,
 )
-from toolkit.build.stages import build_embeddings
+from toolkit.builder.stages import build_embeddings
 
 
 def _calibration(rng, n_in, n=400):

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 from onnx import TensorProto, helper
 
-from toolkit.build.checkpoint import ModelConfig
-from toolkit.build.graph import MS_DOMAIN, Graph
-from toolkit.build.linear import ActHook, no_qdq
+from toolkit.builder.checkpoint import ModelConfig
+from toolkit.builder.graph import MS_DOMAIN, Graph
+from toolkit.builder.linear import ActHook, no_qdq
 
 Linear = Callable[[Graph, str, str, np.ndarray, np.ndarray | None], str]
 

@@ -10,10 +10,10 @@ import numpy as np
 from onnx import TensorProto, helper
 
 from catalog.errors import BuildError
-from toolkit.build.checkpoint import Checkpoint
-from toolkit.build.graph import Graph
-from toolkit.build.linear import FloatLinear
-from toolkit.build.transformer import GraphSpec, LayerWeights, build_transformer
+from toolkit.builder.checkpoint import Checkpoint
+from toolkit.builder.graph import Graph
+from toolkit.builder.linear import FloatLinear
+from toolkit.builder.transformer import GraphSpec, LayerWeights, build_transformer
 
 
 class RangeRecorder:
@@ -51,7 +51,7 @@ def calibration_ids(ckpt: Checkpoint, text_file: Path, max_tokens: int) -> list[
     """Token ids of the calibration text (documents split on <|endoftext|>, BOS-prefixed)."""
     from tokenizers import Tokenizer
 
-    from toolkit.build.evaluate import read_text, split_documents
+    from toolkit.builder.evaluate import read_text, split_documents
 
     tok_path = ckpt.folder / "tokenizer.json"
     if not tok_path.is_file():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers.fixtures import TEXT
-from toolkit.build import BuildOptions, build_package, evaluate
+from toolkit.builder import BuildOptions, build_package, evaluate
 
 
 @pytest.fixture(scope="module")

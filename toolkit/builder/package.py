@@ -7,7 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
-from toolkit.build.checkpoint import Checkpoint
+from toolkit.builder.checkpoint import Checkpoint
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
                    "vocab.json", "merges.txt", "chat_template.jinja", "generation_config.json")

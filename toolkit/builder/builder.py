@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from catalog.errors import BuildError, MissingFileError
-from toolkit.build.checkpoint import Checkpoint
-from toolkit.build.linear import FloatLinear, NBitsLinear
-from toolkit.build.package import (
+from toolkit.build_choices import MAX_CONTEXT, MAX_WINDOW, TARGETS, WEIGHT_METHODS
+from toolkit.builder.checkpoint import Checkpoint
+from toolkit.builder.linear import FloatLinear, NBitsLinear
+from toolkit.builder.package import (
     EMBEDDINGS,
     LM_HEAD,
     TRANSFORMER,
@@ -24,9 +25,8 @@ from toolkit.build.package import (
     genai_config,
     write_manifest,
 )
-from toolkit.build.stages import build_embeddings, build_lm_head
-from toolkit.build.transformer import GraphSpec, LayerWeights, build_transformer
-from toolkit.build_choices import MAX_CONTEXT, MAX_WINDOW, TARGETS, WEIGHT_METHODS
+from toolkit.builder.stages import build_embeddings, build_lm_head
+from toolkit.builder.transformer import GraphSpec, LayerWeights, build_transformer
 
 DEFAULT_CONTEXT = 4096  # static KV length when --context-length is not given, capped by max_position_embeddings
 
@@ -130,11 +130,11 @@ def norm_input_scale(ckpt: Checkpoint, linear: str) -> np.ndarray | None:
 def _cpu_quantizer(ckpt: Checkpoint, opts: BuildOptions):
     """Block quantizer for cpu-int4: 8 bits for `keep_8bit`; GPTQ (act order) with calibration text, else RTN
     with a range search weighted by the norm scale feeding each linear (`norm_input_scale`)."""
-    from toolkit.build.quantize import gptq_blockwise, quantize_blockwise, quantize_blockwise8
+    from toolkit.builder.quantize import gptq_blockwise, quantize_blockwise, quantize_blockwise8
 
     grams = None
     if opts.calibration_text is not None and opts.weight_method == "gptq":
-        from toolkit.build.calibrate import calibrate, calibration_ids
+        from toolkit.builder.calibrate import calibrate, calibration_ids
 
         spec = GraphSpec(attention="explicit", context_length=opts.context_length, seq_len=opts.window,
                          fused_norm=False)
@@ -189,7 +189,7 @@ def build_package(checkpoint: str | Path, out: str | Path, opts: BuildOptions | 
     tmp.chmod(0o755)
     try:
         if opts.target == "npu-qdq":
-            from toolkit.build.npu import write_npu_stages
+            from toolkit.builder.npu import write_npu_stages
 
             context_file, iterator_file, quant_info = write_npu_stages(ckpt, opts, tmp)
         else:

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from catalog.errors import BuildError
-from toolkit.build import BuildOptions, build_package
+from toolkit.builder import BuildOptions, build_package
 
 
 def test_manifest_lists_every_file_with_size_and_sha256(stories_float_package):

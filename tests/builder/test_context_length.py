@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from toolkit.build import BuildOptions, build_package
-from toolkit.build.builder import DEFAULT_CONTEXT, resolve_context_length
+from toolkit.builder import BuildOptions, build_package
+from toolkit.builder.builder import DEFAULT_CONTEXT, resolve_context_length
 
 
 def _ckpt(max_positions: int):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from toolkit.build.transformer import LayerWeights
+from toolkit.builder.transformer import LayerWeights
 
 
 def _is_prime(n: int) -> bool:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto
 
-from toolkit.build.graph import MS_DOMAIN, Graph
-from toolkit.build.quantize import BLOCK, BlockQuantized, quantize_blockwise
+from toolkit.builder.graph import MS_DOMAIN, Graph
+from toolkit.builder.quantize import BLOCK, BlockQuantized, quantize_blockwise
 
 
 def build_embeddings(table: np.ndarray, quantized: bool) -> Graph:

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from toolkit.build.graph import MS_DOMAIN, Graph
-from toolkit.build.quantize import BLOCK, BlockQuantized, ChannelQuantized, quantize_blockwise
+from toolkit.builder.graph import MS_DOMAIN, Graph
+from toolkit.builder.quantize import BLOCK, BlockQuantized, ChannelQuantized, quantize_blockwise
 
 ActHook = Callable[..., str]
 

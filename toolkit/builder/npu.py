@@ -14,15 +14,15 @@ import numpy as np
 from onnx import numpy_helper
 
 from catalog.errors import BuildError
-from toolkit.build.calibrate import calibrate, calibration_ids, initializer_map
-from toolkit.build.checkpoint import Checkpoint
-from toolkit.build.graph import Graph
-from toolkit.build.linear import QDQLinear
-from toolkit.build.package import CONTEXT, EMBEDDINGS, ITERATOR, LM_HEAD
-from toolkit.build.quantize import ChannelQuantized, quantize_gptq, quantize_rtn
-from toolkit.build.rotation import fold_and_rotate, online_factors, random_hadamard
-from toolkit.build.stages import build_embeddings, build_lm_head
-from toolkit.build.transformer import GraphSpec, LayerWeights, build_transformer
+from toolkit.builder.calibrate import calibrate, calibration_ids, initializer_map
+from toolkit.builder.checkpoint import Checkpoint
+from toolkit.builder.graph import Graph
+from toolkit.builder.linear import QDQLinear
+from toolkit.builder.package import CONTEXT, EMBEDDINGS, ITERATOR, LM_HEAD
+from toolkit.builder.quantize import ChannelQuantized, quantize_gptq, quantize_rtn
+from toolkit.builder.rotation import fold_and_rotate, online_factors, random_hadamard
+from toolkit.builder.stages import build_embeddings, build_lm_head
+from toolkit.builder.transformer import GraphSpec, LayerWeights, build_transformer
 
 U16_MAX = 65535
 MASK_VALUE = -100.0  # exp(-100) is 0 in fp32, and a uint16 grid over [-130, 30] keeps 0.0025 steps
@@ -113,7 +113,7 @@ def rotated_model(ckpt: Checkpoint, rotate: bool, online: bool, seed: int):
     if rotate and q is None:
         raise BuildError(f"QuaRot: no Hadamard construction for hidden_size {cfg.hidden_size}; use --no-rotate")
     down = online_factors(cfg.intermediate_size) if (rotate and online) else None
-    from toolkit.build.builder import checkpoint_layer
+    from toolkit.builder.builder import checkpoint_layer
 
     def layer(i: int) -> LayerWeights:
         return fold_and_rotate(checkpoint_layer(ckpt, i), q, down)

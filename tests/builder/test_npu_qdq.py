@@ -12,10 +12,10 @@ from onnx import TensorProto
 
 from tests.helpers.checkpoints import QWEN2_TINY, write_checkpoint
 from tests.helpers.fixtures import TEXT, qnn_session_options
-from toolkit.build.evaluate import PackageRunner, split_documents
-from toolkit.build.graph import Graph
-from toolkit.build.npu import DATA_MOVEMENT
-from toolkit.build.quantize import quantize_rtn
+from toolkit.builder.evaluate import PackageRunner, split_documents
+from toolkit.builder.graph import Graph
+from toolkit.builder.npu import DATA_MOVEMENT
+from toolkit.builder.quantize import quantize_rtn
 
 
 def _text_ids(package, n):
@@ -58,7 +58,7 @@ def default_context_package(tmp_path_factory):
     """The tiny qwen2 with DeepSeek-like max_position_embeddings, built with no --context-length (so 4096)."""
     ckpt = write_checkpoint(tmp_path_factory.mktemp("ckpt") / "qwen2-32k",
                             {**QWEN2_TINY, "max_position_embeddings": 32768}, seed=1, dtype="bfloat16", shards=2)
-    from toolkit.build import BuildOptions, build_package
+    from toolkit.builder import BuildOptions, build_package
 
     out = tmp_path_factory.mktemp("packages") / "qwen2-npu-qdq-default"
     manifest = build_package(ckpt, out, BuildOptions(target="npu-qdq", calibration_text=TEXT))
@@ -182,14 +182,14 @@ def test_int4_zero_point_regression_on_qnn_htp(tmp_path):
 
 def test_npu_qdq_needs_calibration_text(tmp_path, tiny_qwen2_checkpoint):
     from catalog.errors import BuildError
-    from toolkit.build import BuildOptions, build_package
+    from toolkit.builder import BuildOptions, build_package
 
     with pytest.raises(BuildError, match="calibration-text"):
         build_package(tiny_qwen2_checkpoint, tmp_path / "o", BuildOptions(target="npu-qdq", context_length=256))
 
 
 def test_keep_float_leaves_attention_scores_unquantized_and_htp_still_runs_it(tmp_path, tiny_qwen2_checkpoint):
-    from toolkit.build import BuildOptions, build_package
+    from toolkit.builder import BuildOptions, build_package
 
     out = tmp_path / "kf"
     manifest = build_package(tiny_qwen2_checkpoint, out, BuildOptions(
