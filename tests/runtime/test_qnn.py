@@ -97,3 +97,25 @@ def test_provider_that_fails_on_a_graph_falls_back_to_cpu_with_a_note(float_pack
     assert any("QNNExecutionProvider failed on transformer.onnx" in note for note in model.pipeline.report.notes)
     prompt = [5, 6, 7, 8]
     assert _greedy(model, prompt, 4) == _greedy(LocalModel(float_package), prompt, 4)
+
+
+def test_the_preferred_provider_runs_the_stages_that_list_it_and_leaves_the_others(
+        tiny_qwen2_npu_qdq_package, tmp_path):  # noqa: F811
+    import json
+    import shutil
+
+    copy = tmp_path / "pkg"
+    shutil.copytree(tiny_qwen2_npu_qdq_package, copy)
+    config = json.loads((copy / "genai_config.json").read_text())
+    for entry in config["model"]["decoder"]["pipeline"]:  # context and iterator now list the CPU before QNN
+        for stage in entry.values():
+            if stage.get("session_options", {}).get("provider_options"):
+                stage["session_options"]["provider_options"].insert(0, {"cpu": {}})
+    (copy / "genai_config.json").write_text(json.dumps(config))
+    in_order = LocalModel(copy, RuntimeOptions(huge_pages=False))
+    assert set(in_order.pipeline.providers) == {"CPUExecutionProvider"}
+    preferred = LocalModel(copy, RuntimeOptions(preferred_provider="QNNExecutionProvider", huge_pages=False))
+    stages = {s["id"]: s["provider"] for s in preferred.pipeline.report.stages}
+    assert stages == {"embeddings": "CPUExecutionProvider", "context": "QNNExecutionProvider",
+                      "iterator": "QNNExecutionProvider", "lm_head": "CPUExecutionProvider"}
+    assert preferred.pipeline.report.notes == []

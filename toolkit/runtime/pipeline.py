@@ -57,7 +57,10 @@ class RuntimeOptions:
     its custom-op library (native code) may be loaded: only for a local package the user trusts."""
 
     threads: int | None = None
-    provider: str | None = None
+    provider: str | None = None  # forces every stage onto this provider (`--ep`); its failures are errors
+    # tried first by the stages whose config lists it (the provider the variant was chosen for); others keep
+    # their own order, so embeddings and lm_head stay on the CPU in NPU packages
+    preferred_provider: str | None = None
     ep_cache_dir: Path | None = None
     prefill_chunk: int | None = None  # prompt tokens per run for dynamic-length graphs (None: automatic)
     huge_pages: bool = True  # re-back the loaded weights with transparent huge pages (Linux; see hugepages.py)
@@ -109,7 +112,7 @@ class DecoderPipeline:
             if created is None:  # context and iterator often share one file: one session serves both
                 created = sessions[key] = create_session(
                     config.folder / stage.filename, stage.session or config.session, self.options.threads,
-                    self.options.provider, self.options.ep_cache_dir, keep_spinning,
+                    self.options.provider, self.options.ep_cache_dir, keep_spinning, self.options.preferred_provider,
                 )
             run_options = ort.RunOptions()
             for entry, value in stage.run_options.items():

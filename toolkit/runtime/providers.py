@@ -136,15 +136,31 @@ def _cache_key(path: Path, ep: str, options: dict[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def _choose(cfg: SessionConfig, provider_override: str | None, notes: list[str]) -> tuple[str, dict[str, str]]:
-    """The first provider of the config (or the override) that this onnxruntime can use."""
+def ep_name(name: str) -> str:
+    """onnxruntime's name for a provider written as in genai_config.json (`qnn`, `QNN`, `QNNExecutionProvider`)."""
+    return EP_NAMES.get(name.lower(), name)
+
+
+def wanted_providers(cfg: SessionConfig, provider_override: str | None = None,
+                     preferred: str | None = None) -> list[tuple[str, dict[str, str]]]:
+    """The providers to try in order, with their options: the override alone; else the config's list with
+    `preferred` moved first when the list has it (a list without it keeps its own order)."""
+    if provider_override is not None:
+        return [(provider_override, {})]
+    wanted = [(ep_name(p.name), dict(p.options)) for p in cfg.providers]
+    if preferred is not None:
+        first = ep_name(preferred)
+        wanted.sort(key=lambda entry: entry[0] != first)  # stable: the rest keep their order
+    return wanted
+
+
+def _choose(cfg: SessionConfig, provider_override: str | None, notes: list[str],
+            preferred: str | None = None) -> tuple[str, dict[str, str]]:
+    """The first provider of `wanted_providers` that this onnxruntime can use; the CPU when none is."""
     import onnxruntime as ort
 
-    wanted = [(p.name, dict(p.options)) for p in cfg.providers]
-    if provider_override is not None:
-        wanted = [(provider_override, {})]
-    for name, options in wanted:
-        ep = EP_NAMES.get(name.lower(), name)
+    for name, options in wanted_providers(cfg, provider_override, preferred):
+        ep = ep_name(name)
         if ep == "CPUExecutionProvider":
             break
         if ep in PLUGIN_EPS:
@@ -199,20 +215,23 @@ def create_session(
     provider_override: str | None = None,
     cache_dir: Path | None = None,
     keep_spinning: bool = True,
+    preferred_provider: str | None = None,
 ) -> StageSession:
-    """A session for one stage on the first usable provider of its config; the CPU when none is, or when
-    the provider fails on this graph (unless it was forced with `provider_override`). What the provider's
-    native code prints meanwhile goes to stderr, never into our stdout (`--json`, pipes)."""
+    """A session for one stage on the first usable provider of its config (`preferred_provider` first when the
+    config lists it); the CPU when none is, or when the provider fails on this graph (unless it was forced with
+    `provider_override`). What the provider's native code prints meanwhile goes to stderr, never into our
+    stdout (`--json`, pipes)."""
     with native_stdout_to_stderr():
-        return _create_session(model_path, cfg, threads, provider_override, cache_dir, keep_spinning)
+        return _create_session(model_path, cfg, threads, provider_override, cache_dir, keep_spinning,
+                               preferred_provider)
 
 
 def _create_session(model_path: Path, cfg: SessionConfig, threads: int | None, provider_override: str | None,
-                    cache_dir: Path | None, keep_spinning: bool) -> StageSession:
+                    cache_dir: Path | None, keep_spinning: bool, preferred_provider: str | None) -> StageSession:
     import onnxruntime as ort
 
     notes: list[str] = []
-    ep, options = _choose(cfg, provider_override, notes)
+    ep, options = _choose(cfg, provider_override, notes, preferred_provider)
     start = time.perf_counter()
     if ep != "CPUExecutionProvider":
         try:
