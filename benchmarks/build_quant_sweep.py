@@ -23,13 +23,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from toolkit.builder import BuildOptions, build_package, evaluate  # noqa: E402
-from toolkit.builder.builder import checkpoint_layer, norm_input_scale  # noqa: E402
 from toolkit.builder.checkpoint import Checkpoint  # noqa: E402
 from toolkit.builder.linear import NBitsLinear  # noqa: E402
 from toolkit.builder.package import EMBEDDINGS, LM_HEAD, TRANSFORMER  # noqa: E402
 from toolkit.builder.quantize import quantize_blockwise, quantize_blockwise8  # noqa: E402
 from toolkit.builder.stages import build_embeddings, build_lm_head  # noqa: E402
 from toolkit.builder.transformer import GraphSpec, build_transformer  # noqa: E402
+from toolkit.builder.weights import checkpoint_layer, norm_input_scale  # noqa: E402
 
 FIXTURES = ROOT.parent / "shared" / "fixtures"
 STORIES = FIXTURES / "stories260k-hf"

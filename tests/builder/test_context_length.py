@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from toolkit.builder import BuildOptions, build_package
-from toolkit.builder.builder import DEFAULT_CONTEXT, resolve_context_length
+from toolkit.builder.options import DEFAULT_CONTEXT, resolve_context_length
 
 
 def _ckpt(max_positions: int):

@@ -12,10 +12,11 @@ from onnx import TensorProto
 
 from tests.helpers.checkpoints import QWEN2_TINY, write_checkpoint
 from tests.helpers.fixtures import TEXT, qnn_session_options
-from toolkit.builder.evaluate import PackageRunner, split_documents
+from toolkit.builder.evaluate import PackageRunner
 from toolkit.builder.graph import Graph
 from toolkit.builder.npu import DATA_MOVEMENT
 from toolkit.builder.quantize import quantize_rtn
+from toolkit.builder.text import split_documents
 
 
 def _text_ids(package, n):

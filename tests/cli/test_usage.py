@@ -168,8 +168,8 @@ def test_run_with_nothing_to_say_names_the_three_ways_to_give_a_prompt(tmp_path)
 
 def test_build_targets_and_weight_methods_have_one_definition():
     """The parser's choices are the builder's: toolkit.build_choices, which the CLI reads without numpy."""
+    from toolkit import builder
     from toolkit.build_choices import TARGETS, WEIGHT_METHODS
-    from toolkit.builder import builder
 
     assert builder.TARGETS is TARGETS and set(WEIGHT_METHODS) == {"gptq", "rtn"}
     help_text = run_toolkit("build", "--help").stdout

@@ -16,7 +16,7 @@ TEXT = FIXTURES / "text" / "tinystories_sample.txt"
 
 
 def _build(tmp_path_factory, checkpoint: Path, name: str, **options) -> Path:
-    from toolkit.builder.builder import BuildOptions, build_package
+    from toolkit.builder import BuildOptions, build_package
 
     out = tmp_path_factory.mktemp("packages") / name
     build_package(checkpoint, out, BuildOptions(**options))

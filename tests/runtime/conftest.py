@@ -17,7 +17,7 @@ WINDOW = 64
 
 
 def _build(checkpoint: Path, out: Path, target: str) -> Path:
-    from toolkit.builder.builder import BuildOptions, build_package
+    from toolkit.builder import BuildOptions, build_package
 
     build_package(checkpoint, out, BuildOptions(target=target, context_length=CONTEXT, window=WINDOW))
     return out

@@ -57,7 +57,7 @@ def test_bench_json_reports_each_prompt_length(stories_package):
 @pytest.fixture(scope="module")
 def deepseek_package(shared_fixtures, tmp_path_factory) -> Path:
     """A tiny random qwen2 with DeepSeek's vocabulary size, real tokenizer and chat template."""
-    from toolkit.builder.builder import BuildOptions, build_package
+    from toolkit.builder import BuildOptions, build_package
 
     ckpt = write_checkpoint(tmp_path_factory.mktemp("ds") / "ckpt", DEEPSEEK_SHAPED, seed=1)
     for name in ("tokenizer.json", "tokenizer_config.json"):

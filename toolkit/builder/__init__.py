@@ -1,6 +1,8 @@
 """Model builder: Hugging Face checkpoint -> decoder-pipeline package (float, cpu-int4, npu-qdq); evaluation."""
 
-from toolkit.builder.builder import TARGETS, BuildOptions, build_package
+from toolkit.build_choices import TARGETS
+from toolkit.builder.builder import build_package
 from toolkit.builder.evaluate import PackageRunner, evaluate
+from toolkit.builder.options import BuildOptions
 
 __all__ = ["TARGETS", "BuildOptions", "PackageRunner", "build_package", "evaluate"]

@@ -7,12 +7,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 from onnx import TensorProto, helper
+from tokenizers import Tokenizer
 
 from catalog.errors import BuildError
 from toolkit.builder.checkpoint import Checkpoint
 from toolkit.builder.graph import Graph
 from toolkit.builder.linear import FloatLinear
+from toolkit.builder.text import read_text, split_documents
 from toolkit.builder.transformer import GraphSpec, LayerWeights, build_transformer
 
 
@@ -49,10 +52,6 @@ class RecordingLinear(FloatLinear):
 
 def calibration_ids(ckpt: Checkpoint, text_file: Path, max_tokens: int) -> list[list[int]]:
     """Token ids of the calibration text (documents split on <|endoftext|>, BOS-prefixed)."""
-    from tokenizers import Tokenizer
-
-    from toolkit.builder.evaluate import read_text, split_documents
-
     tok_path = ckpt.folder / "tokenizer.json"
     if not tok_path.is_file():
         raise BuildError(f"{tok_path}: tokenizer.json is needed to tokenize the calibration text")
@@ -79,8 +78,6 @@ def calibrate(ckpt: Checkpoint, layer: Callable[[int], LayerWeights], embed: np.
 
     The Gram matrix of the final hidden states is returned under "lm_head".
     """
-    import onnxruntime as ort
-
     cfg = ckpt.config
     rec = RangeRecorder()
     lin = RecordingLinear(rec)

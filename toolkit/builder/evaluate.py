@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from catalog.errors import BuildError, MissingFileError, PackageError
-
-STORY_SEPARATOR = "<|endoftext|>"
+from catalog.errors import MissingFileError, PackageError
+from toolkit.builder.text import read_text, split_documents
 
 
 class PackageRunner:
@@ -113,24 +112,6 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
     x = x.astype(np.float64)
     m = x.max(axis=-1, keepdims=True)
     return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
-
-
-def read_text(path: Path, what: str = "text file") -> str:
-    """A text file as UTF-8; one that is not (perplexity or ranges from mangled text would mislead) or that
-    cannot be read is a BuildError naming the file."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise MissingFileError(f"{path}: {what} does not exist") from None
-    except UnicodeDecodeError as e:
-        raise BuildError(f"{path}: the {what} is not UTF-8 (byte {e.start}: {e.reason}); save it as UTF-8") from None
-    except OSError as e:
-        raise BuildError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
-
-
-def split_documents(text: str) -> list[str]:
-    """Documents separated by <|endoftext|> (or the whole text), stripped, empty ones dropped."""
-    return [d.strip() for d in text.split(STORY_SEPARATOR) if d.strip()]
 
 
 def tokenize_documents(package: Path, text: str, bos: int | None, max_len: int) -> list[list[int]]:

@@ -18,11 +18,13 @@ from toolkit.builder.calibrate import calibrate, calibration_ids, initializer_ma
 from toolkit.builder.checkpoint import Checkpoint
 from toolkit.builder.graph import Graph
 from toolkit.builder.linear import QDQLinear
+from toolkit.builder.options import BuildOptions
 from toolkit.builder.package import CONTEXT, EMBEDDINGS, ITERATOR, LM_HEAD
 from toolkit.builder.quantize import ChannelQuantized, quantize_gptq, quantize_rtn
 from toolkit.builder.rotation import fold_and_rotate, online_factors, random_hadamard
 from toolkit.builder.stages import build_embeddings, build_lm_head
 from toolkit.builder.transformer import GraphSpec, LayerWeights, build_transformer
+from toolkit.builder.weights import checkpoint_layer
 
 U16_MAX = 65535
 MASK_VALUE = -100.0  # exp(-100) is 0 in fp32, and a uint16 grid over [-130, 30] keeps 0.0025 steps
@@ -113,7 +115,6 @@ def rotated_model(ckpt: Checkpoint, rotate: bool, online: bool, seed: int):
     if rotate and q is None:
         raise BuildError(f"QuaRot: no Hadamard construction for hidden_size {cfg.hidden_size}; use --no-rotate")
     down = online_factors(cfg.intermediate_size) if (rotate and online) else None
-    from toolkit.builder.builder import checkpoint_layer
 
     def layer(i: int) -> LayerWeights:
         return fold_and_rotate(checkpoint_layer(ckpt, i), q, down)
@@ -127,8 +128,9 @@ def rotated_model(ckpt: Checkpoint, rotate: bool, online: bool, seed: int):
     return layer, embed, head, info
 
 
-def write_npu_stages(ckpt: Checkpoint, opts, out: Path) -> tuple[str, str, dict]:
-    """Write embeddings, context, iterator and lm_head of an npu-qdq package into `out`."""
+def write_npu_stages(ckpt: Checkpoint, opts: BuildOptions, out: Path) -> tuple[str, str, dict]:
+    """Write embeddings, context, iterator and lm_head of an npu-qdq package into `out`; returns the context and
+    iterator file names and the manifest's quantization record."""
     cfg = ckpt.config
     if opts.weight_method not in ("rtn", "gptq"):
         raise BuildError(f"--weights: {opts.weight_method!r} is not rtn or gptq")
