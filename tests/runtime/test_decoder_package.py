@@ -38,7 +38,7 @@ def _ids(n: int) -> list[int]:
 
 def test_genai_decoder_package_loads_as_one_stage_with_shared_kv(genai_decoder_package):
     model = LocalModel(genai_decoder_package)
-    assert not model.config.is_pipeline and model.pipeline.kv_mode == "shared"
+    assert not model.config.is_pipeline and model.pipeline.kv.layout == "shared"
     assert model.config.names.past_key_names == "past_key_values.%d.key"
 
 
@@ -81,7 +81,7 @@ def test_without_shared_buffer_present_outputs_become_the_next_past(genai_decode
     config["search"]["past_present_share_buffer"] = False
     (copy / "genai_config.json").write_text(json.dumps(config))
     grow, shared = LocalModel(copy), LocalModel(genai_decoder_package)
-    assert grow.pipeline.kv_mode == "grow"
+    assert grow.pipeline.kv.layout == "grow"
     settings = GenerationConfig(max_new_tokens=10, ignore_eos=True)
     for prompt in (_ids(5), _ids(70)):
         assert list(generate_step(grow, prompt, settings)) == list(generate_step(shared, prompt, settings))

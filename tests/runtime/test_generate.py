@@ -79,7 +79,7 @@ def test_chat_session_keeps_history_and_resets(float_package):
     list(chat.send("again", config))
     assert [m["role"] for m in chat.messages] == ["system", "user", "assistant", "user", "assistant"]
     chat.reset()
-    assert chat.messages == [{"role": "system", "content": "be brief"}] and model.cached_ids == []
+    assert chat.messages == [{"role": "system", "content": "be brief"}] and model.pipeline.kv.tokens == []
 
 
 def test_text_held_for_a_possible_stop_string_is_released_at_the_end(stories):

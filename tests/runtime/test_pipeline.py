@@ -47,7 +47,7 @@ def float_pipeline(float_package):
 def prompt_pipeline(request, float_package, fixed_window_package):
     if request.param == "fixed-64-padded":
         pipeline = DecoderPipeline(load_genai_config(fixed_window_package))
-        assert pipeline._fixed_window and pipeline.window == 64
+        assert pipeline.prompt_window.fixed and pipeline.prompt_window.size == 64
         return pipeline
     chunk = 64 if request.param == "dynamic-chunks-of-64" else None
     return DecoderPipeline(load_genai_config(float_package), RuntimeOptions(prefill_chunk=chunk))
@@ -56,18 +56,18 @@ def prompt_pipeline(request, float_package, fixed_window_package):
 @pytest.mark.parametrize("length", [1, 63, 64, 65, 200])
 def test_windowed_prefill_logits_match_one_shot_reference(prompt_pipeline, reference, length):
     ids = _ids(length)
-    prompt_pipeline.reset()
+    prompt_pipeline.kv.reset()
     logits = prompt_pipeline.prefill(ids)
     expected = reference.logits(ids)[-1]
     np.testing.assert_allclose(logits, expected, atol=2e-4, rtol=1e-4)
-    assert prompt_pipeline.position == length
+    assert prompt_pipeline.kv.position == length and prompt_pipeline.kv.tokens == ids
     next_logits = prompt_pipeline.decode(7)  # the KV rows written by the windows are the right ones
     np.testing.assert_allclose(next_logits, reference.logits([*ids, 7])[-1], atol=2e-4, rtol=1e-4)
 
 
 def test_prefill_continues_after_earlier_turn_at_any_offset(prompt_pipeline, reference):
     first, second = _ids(70, 1), _ids(61, 2)
-    prompt_pipeline.reset()
+    prompt_pipeline.kv.reset()
     prompt_pipeline.prefill(first)
     logits = prompt_pipeline.prefill(second)
     np.testing.assert_allclose(logits, reference.logits(first + second)[-1], atol=2e-4, rtol=1e-4)
@@ -75,7 +75,7 @@ def test_prefill_continues_after_earlier_turn_at_any_offset(prompt_pipeline, ref
 
 def test_decode_logits_match_reference_step_by_step(float_pipeline, reference):
     ids = _ids(66, 4)
-    float_pipeline.reset()
+    float_pipeline.kv.reset()
     float_pipeline.prefill(ids)
     for token in (7, 99, 3):
         logits = float_pipeline.decode(token)
@@ -137,4 +137,4 @@ def test_truncation_keeps_the_newest_tokens_when_asked(float_package):
     ids = _ids(CONTEXT + 10)
     out = list(generate_step(model, ids, GenerationConfig(max_new_tokens=8, truncate=True, ignore_eos=True)))
     assert len(out) == 8
-    assert model.cached_ids[:CONTEXT - 8] == ids[-(CONTEXT - 8):]
+    assert model.pipeline.kv.tokens[:CONTEXT - 8] == ids[-(CONTEXT - 8):]

@@ -28,7 +28,7 @@ def test_npu_package_runs_context_and_iterator_on_qnn(qnn_model):
     stages = {s["id"]: s["provider"] for s in model.pipeline.report.stages}
     assert stages == {"embeddings": "CPUExecutionProvider", "context": "QNNExecutionProvider",
                       "iterator": "QNNExecutionProvider", "lm_head": "CPUExecutionProvider"}
-    assert model.pipeline.window == 64 and model.pipeline.kv_mode == "static"
+    assert model.pipeline.prompt_window.size == 64 and model.pipeline.kv.layout == "static"
 
 
 def test_qnn_greedy_tokens_equal_cpu_ep(qnn_model, tiny_qwen2_npu_qdq_package):  # noqa: F811

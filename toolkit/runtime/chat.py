@@ -22,7 +22,7 @@ class ChatSession:
     def reset(self) -> None:
         """Start over (the system prompt stays)."""
         self.messages = [{"role": "system", "content": self.system}] if self.system else []
-        self.model.cached_ids = []
+        self.model.pipeline.kv.reset()  # the next prompt is prefilled whole, as a first one is
         self._epoch = getattr(self, "_epoch", 0) + 1
 
     def send(self, text: str, config: GenerationConfig | None = None,

@@ -104,8 +104,8 @@ def _windows_peak_working_set() -> int:
     return int(counters.PeakWorkingSetSize)
 
 
-def _prepare(model: LocalModel, prompt_ids: list[int], config: GenerationConfig) -> tuple[list[int], int]:
-    """Fit the prompt to the context (error, or keep the tail when truncating); how much cached KV to reuse."""
+def _fit_to_context(model: LocalModel, prompt_ids: list[int], config: GenerationConfig) -> list[int]:
+    """The prompt when it fits the context with the new tokens; else an error, or its tail when truncating."""
     room = model.context_length - config.max_new_tokens
     if len(prompt_ids) > room:
         if not config.truncate or room <= 0:
@@ -115,13 +115,7 @@ def _prepare(model: LocalModel, prompt_ids: list[int], config: GenerationConfig)
                 f"--max-tokens, or pass --truncate to drop the oldest tokens"
             )
         prompt_ids = prompt_ids[len(prompt_ids) - room:]
-    reuse = 0
-    if config.reuse_cache and model.pipeline.kv_mode in ("static", "shared"):
-        cached = model.cached_ids
-        limit = min(len(cached), len(prompt_ids) - 1)
-        while reuse < limit and cached[reuse] == prompt_ids[reuse]:
-            reuse += 1
-    return prompt_ids, reuse
+    return prompt_ids
 
 
 def generate_step(
@@ -131,23 +125,23 @@ def generate_step(
     cancel: threading.Event | None = None,
     timings: dict[str, float] | None = None,
 ) -> Iterator[int]:
-    """Yield generated token ids until a stop token, the token limit or `cancel` is set (stop tokens not yielded)."""
-    ids, reuse = _prepare(model, list(prompt_ids), config)
+    """Yield generated token ids until a stop token, the token limit or `cancel` is set (stop tokens not yielded).
+    The KV entries of the longest prefix the model still holds are reused."""
+    ids = _fit_to_context(model, list(prompt_ids), config)
     pipeline = model.pipeline
+    kv = pipeline.kv
     timings = timings if timings is not None else {}
-    timings["prompt_tokens"], timings["reused_tokens"] = len(ids), reuse
     stops = set() if config.ignore_eos else set(model.eos_ids)
     stops.update(config.stop_token_ids)
     with pipeline.busy():  # background work (huge pages) waits while a generation runs
         rng = np.random.default_rng(config.sampling.seed)
         history: list[int] = list(ids)
-        pipeline.reset()
+        reuse = kv.reusable_prefix(ids) if config.reuse_cache else 0
+        timings["prompt_tokens"], timings["reused_tokens"] = len(ids), reuse
+        kv.rewind(reuse)
         pipeline.ensure_capacity(len(ids) + config.max_new_tokens)  # one allocation for the whole request
-        pipeline.position = reuse
-        model.cached_ids = []
         start = time.perf_counter()
         logits = pipeline.prefill(ids[reuse:])
-        model.cached_ids = list(ids)
         timings["prefill_s"] = time.perf_counter() - start
         for n in range(config.max_new_tokens):
             token = sample(logits, config.sampling, history, rng)
@@ -162,7 +156,6 @@ def generate_step(
                 return
             if n + 1 < config.max_new_tokens:
                 logits = pipeline.decode(token)
-                model.cached_ids.append(token)
 
 
 def _hidden_tokens(model: LocalModel, stops: Sequence[str]) -> set[int]:

@@ -54,7 +54,6 @@ class LocalModel:
         self.markers = markers
         self.eos_ids = frozenset(self._eos_ids())
         self.load_seconds = time.perf_counter() - start
-        self.cached_ids: list[int] = []  # tokens whose KV entries are in the pipeline, in order
 
     def _default_markers(self) -> ChatMarkers:
         start, end = DEFAULT_REASONING
@@ -80,7 +79,7 @@ class LocalModel:
 
     @property
     def context_length(self) -> int:
-        return self.pipeline.max_tokens
+        return self.pipeline.kv.max_tokens
 
     def prompt_opens_reasoning(self, prompt_text: str) -> bool:
         """Whether the rendered prompt ends inside a reasoning block (DeepSeek-R1 adds '<think>\\n')."""
@@ -110,8 +109,8 @@ class LocalModel:
             "type": self.config.model_type,
             "context_length": self.context_length,
             "providers": self.pipeline.providers,
-            "kv_cache": self.pipeline.kv_mode,
-            "window": self.pipeline.window,
+            "kv_cache": self.pipeline.kv.layout,
+            "window": self.pipeline.prompt_window.size,
             "load_seconds": round(self.load_seconds, 3),
             "stages": self.pipeline.report.stages,
             "notes": list(self.pipeline.report.notes),  # e.g. a provider that failed and the CPU that took over

@@ -10,19 +10,28 @@ calls `run_with_iobinding` once per stage: the Python work per token is a few mi
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from toolkit.runtime.config import IONames
+from toolkit.runtime.stages import StageRunner
+
 
 class TokenPlan:
-    """Pre-bound decode step for a pipeline whose KV cache is updated in place."""
+    """Pre-bound decode step for stages whose KV cache is written in place.
 
-    def __init__(self, pipeline: Any, runners: list[Any], shapes: dict[str, tuple[tuple[int, ...], Any]]) -> None:
-        from onnxruntime import OrtValue
+    Built from what the pipeline knows explicitly: the managed names, the token-phase stages, the KV values
+    bound to past and present names, the dtypes of the managed inputs, the shape and dtype of every output
+    seen in one ordinary step (by forwarded name), and the most positions a conversation can use."""
 
-        self.pipeline = pipeline
-        names = pipeline._names
+    def __init__(self, names: IONames, runners: Sequence[StageRunner], kv_values: Mapping[str, Any],
+                 input_dtypes: Mapping[str, Any], output_shapes: Mapping[str, tuple[tuple[int, ...], Any]],
+                 max_tokens: int) -> None:
+        from onnxruntime import OrtValue  # heavy: imported once a model loads
+
+        self._names = names
         self._arrays: dict[str, np.ndarray] = {}
         values: dict[str, Any] = {}
         self._dynamic_mask = False
@@ -34,26 +43,25 @@ class TokenPlan:
 
         for r in runners:
             for name, meta in r.inputs.items():
-                if name in values or name in pipeline._kv_values:
+                if name in values or name in kv_values:
                     continue
-                dtype = pipeline._input_dtype(name)
                 if name in (names.input_ids, names.position_ids, names.past_sequence_length):
-                    managed(name, (1, 1), dtype)
+                    managed(name, (1, 1), input_dtypes[name])
                 elif name == names.total_sequence_length:
-                    managed(name, (1,), dtype)
+                    managed(name, (1,), input_dtypes[name])
                 elif name == names.attention_mask:
                     fixed = meta.shape[1] if isinstance(meta.shape[1], int) else None
                     if fixed is None:
                         self._dynamic_mask = True
-                        self._mask_ones = np.ones((1, pipeline.max_tokens), dtype=dtype)
+                        self._mask_ones = np.ones((1, max_tokens), dtype=input_dtypes[name])
                     else:
-                        managed(name, (1, fixed), dtype)
+                        managed(name, (1, fixed), input_dtypes[name])
         for r in runners:
             for name in r.outputs:
-                if name in pipeline._kv_values:
+                if name in kv_values:
                     continue
                 key = r.stage.output_names_forwarder.get(name, name)
-                shape, dtype = shapes[key]
+                shape, dtype = output_shapes[key]
                 managed(key, shape, dtype)
         self._logits = self._arrays[names.logits]
         self._bindings = []
@@ -62,18 +70,17 @@ class TokenPlan:
             for name in r.inputs:
                 if name == names.attention_mask and self._dynamic_mask:
                     continue
-                kv = pipeline._kv_values.get(name)
+                kv = kv_values.get(name)
                 binding.bind_ortvalue_input(name, kv if kv is not None else values[name])
             for name in r.outputs:
-                kv = pipeline._kv_values.get(name)
+                kv = kv_values.get(name)
                 key = r.stage.output_names_forwarder.get(name, name)
                 binding.bind_ortvalue_output(name, kv if kv is not None else values[key])
             self._bindings.append((r, binding, names.attention_mask in r.inputs and self._dynamic_mask))
-        self._names = names
 
-    def step(self, token: int, position: int) -> np.ndarray:
-        """Run one token at `position`; returns a copy of its logits row."""
-        from onnxruntime import OrtValue
+    def step(self, token: int, position: int) -> tuple[np.ndarray, float]:
+        """Run one token at `position`; returns a copy of its logits row and the seconds spent in onnxruntime."""
+        from onnxruntime import OrtValue  # heavy: imported once a model loads
 
         a, n = self._arrays, self._names
         if n.input_ids in a:
@@ -96,6 +103,6 @@ class TokenPlan:
             if needs_mask:
                 binding.bind_ortvalue_input(n.attention_mask, mask)
             r.session.run_with_iobinding(binding, r.run_options)
-        self.pipeline.ort_seconds += time.perf_counter() - start
+        seconds = time.perf_counter() - start
         logits = self._logits
-        return logits.reshape(-1, logits.shape[-1])[-1].astype(np.float32, copy=True)
+        return logits.reshape(-1, logits.shape[-1])[-1].astype(np.float32, copy=True), seconds
