@@ -7,8 +7,9 @@ Two steps, behind one small interface so they can be tested apart:
    `MLClient(registry_name=...)`,
    `models.get(name, version).path`, then the registry's blob-reference SAS call that `models.download`
    makes (`get_storage_details_for_registry_assets`, a private helper of azure-ai-ml).
-2. `list_folder(client, folder_url)`: the Azure Blob "List Blobs" REST call over plain HTTP (httpx), with
-   paging; each blob's size and Content-MD5 become the file's size and md5 check.
+2. `list_folder(client, folder_url)`: the Azure Blob "List Blobs" REST call through the one HTTP layer
+   (catalog.sources.http.request: retries, redirects), with paging; each blob's size and Content-MD5 become
+   the file's size and md5 check.
 Step 1 cannot run here (no Azure account); tests drive step 2 and the transfers against a local server
 answering with recorded List Blobs responses, through the same interfaces (see docs/sources.md).
 """
@@ -26,7 +27,7 @@ import httpx
 from catalog.errors import NotFoundError, SourceError
 from catalog.schema import Variant
 from catalog.sources import ResolvedFile, ResolvedVariant, select_files
-from catalog.sources.http import send
+from catalog.sources.http import request
 
 
 class RegistryClient(Protocol):
@@ -107,15 +108,9 @@ def list_folder(client: httpx.Client, folder_url: str) -> dict[str, ResolvedFile
         query = [("restype", "container"), ("comp", "list"), ("prefix", prefix)] + sas
         if marker:
             query.append(("marker", marker))
-        url = f"{base}?{urlencode(query)}"
-        try:
-            r = send(client, "GET", url, headers={"x-ms-version": "2021-08-06"})
-        except httpx.HTTPError as e:
-            raise SourceError(f"{base}/{prefix}: {type(e).__name__}: {e}") from e
-        if r.status_code == 404:
-            raise NotFoundError(f"{base}/{prefix}: container not found (404)")
-        if r.status_code >= 400:
-            raise SourceError(f"{base}/{prefix}: List Blobs answered HTTP {r.status_code} (expired SAS?)")
+        r = request(client, "GET", f"{base}?{urlencode(query)}", headers={"x-ms-version": "2021-08-06"},
+                    shown=f"{base}/{prefix}", what="no such container",  # the SAS stays out of messages
+                    denied="List Blobs refused the SAS (expired?)")
         try:
             root = ET.fromstring(r.content)
         except ET.ParseError as e:

@@ -209,6 +209,25 @@ def test_a_busy_hub_api_is_retried_not_fatal(hub: HubServer, tmp_path: Path) -> 
     assert sum("/api/models/" in r["path"] for r in hub.requests) == 3
 
 
+def test_a_busy_hub_api_gives_up_after_the_engines_retries(hub: HubServer, tmp_path: Path) -> None:
+    # the API reader retries by the same DownloadConfig as the transfers, not by settings of its own
+    serve(hub, Faults())
+    hub.api_statuses = [503] * 10
+    with pytest.raises(SourceError, match=r"HTTP 503 \(after 1 retries\)") as e:
+        fetch(tmp_path, retries=1)
+    assert e.value.exit_code == 5
+    assert sum("/api/models/" in r["path"] for r in hub.requests) == 2
+
+
+def test_every_request_names_the_toolkit_and_its_version(hub: HubServer, tmp_path: Path) -> None:
+    import importlib.metadata
+
+    serve(hub, Faults(unlisted_size=True))  # API, HEAD and ranged GETs
+    fetch(tmp_path)
+    agents = {(r["method"], r["headers"].get("User-Agent")) for r in hub.requests}
+    assert agents == {(m, f"toolkit/{importlib.metadata.version('toolkit')}") for m in ("GET", "HEAD")}
+
+
 def test_a_listing_without_sizes_is_completed_with_head(hub: HubServer, tmp_path: Path) -> None:
     serve(hub, Faults(unlisted_size=True))
     snap, _ = fetch(tmp_path)

@@ -9,10 +9,8 @@ from toolkit.download.manager import check_free_space
 from toolkit.download.plan import (
     MiB,
     Part,
-    backoff_delay,
     contiguous_end,
     parse_content_range,
-    parse_retry_after,
     plan_parts,
     segment_size,
     split_largest,
@@ -75,25 +73,6 @@ def test_split_refuses_when_halves_would_be_too_small() -> None:
 )
 def test_contiguous_end(parts: list[Part], cursor: int, expected: int) -> None:
     assert contiguous_end(parts, cursor) == expected
-
-
-@pytest.mark.parametrize(
-    ("attempt", "rand", "expected"),
-    [(0, 0.5, 0.25), (3, 1.0, 4.0), (10, 1.0, 30.0), (2, 0.0, 0.0)],
-)
-def test_backoff_is_exponential_with_jitter_and_capped(attempt: int, rand: float, expected: float) -> None:
-    assert backoff_delay(attempt, 0.5, 30.0, rand) == pytest.approx(expected)
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [("5", 5.0), (" 0 ", 0.0), (None, None), ("soon", None), ("Wed, 21 Oct 2015 07:28:10 GMT", 10.0)],
-)
-def test_retry_after_seconds_and_dates(value: str | None, expected: float | None) -> None:
-    import email.utils
-
-    now = email.utils.parsedate_to_datetime("Wed, 21 Oct 2015 07:28:00 GMT").timestamp()
-    assert parse_retry_after(value, now=now) == expected
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ from pathlib import Path
 from catalog.errors import DiskFullError, DownloadError, SourceError, UnknownModelError
 from catalog.schema import Manifest, Variant
 from catalog.sources import ResolvedVariant, resolve
+from catalog.sources.http import Client, make_client
 from toolkit import paths
 from toolkit.download.config import DownloadConfig
-from toolkit.download.http import make_client
 from toolkit.download.manager import FileStatus, TransferReport, file_statuses, install, resolve_variant
 from toolkit.download.progress import Progress
 from toolkit.store.blobs import Pins, Store
@@ -18,8 +18,9 @@ from toolkit.store.cache import VerifyResult, forget_bad, verify_variant
 from toolkit.store.snapshots import snapshot_files, touch_last_used
 
 
-def _client(cfg: DownloadConfig):
-    return make_client(cfg.stall_timeout, cfg.connect_timeout, cfg.max_connections + 4)
+def _client(cfg: DownloadConfig) -> Client:
+    """The one client, with the engine's settings; 4 connections beyond the transfers' for API requests."""
+    return make_client(cfg, connections=cfg.max_connections + 4)
 
 
 def ensure_variant(

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, fields
 
 from catalog.errors import SettingError
+from catalog.sources.retry import HttpSettings
 from toolkit.download.plan import MiB
 
 # The least value of the settings that may be 0 (other counts and sizes: at least 1, times: above 0);
@@ -25,8 +26,9 @@ TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
-class DownloadConfig:
-    """How the engine splits, retries and waits. Sizes in bytes, times in seconds."""
+class DownloadConfig(HttpSettings):
+    """How the engine splits, retries and waits. Sizes in bytes, times in seconds. The retry and timeout
+    fields come from HttpSettings: every request (sources, transfers, mirror checks) uses them."""
 
     connections: int = 8  # per file
     max_connections: int = 16  # across all files at once
@@ -35,13 +37,6 @@ class DownloadConfig:
     min_segment: int = 4 * MiB
     max_segment: int = 16 * MiB
     min_split: int = 2 * MiB  # an idle connection steals half of a part only if both halves keep this much
-    retries: int = 6  # per part, reset whenever the part made progress
-    backoff_base: float = 0.5
-    backoff_max: float = 30.0
-    retry_after_max: float = 300.0  # a longer Retry-After fails at once with the server's figure
-    stall_timeout: float = 30.0  # no byte for this long: the connection is dropped and retried
-    stall_retries: int = 20  # stalls do not spend retries, but are capped
-    connect_timeout: float = 15.0
     restarts: int = 2  # whole-file restarts after a changed ETag or a failed checksum
     chunk_size: int = 256 * 1024
     save_interval: float = 0.05  # how often the resume state is written while bytes flow (a small JSON file)

@@ -21,7 +21,7 @@ from filelock import Timeout
 from catalog.errors import DiskFullError, DownloadError, IntegrityError, NotFoundError, SourceError
 from catalog.schema import Variant
 from catalog.sources import INDEPENDENT, ORIGIN, ResolvedFile, ResolvedVariant, checked_file, digest_counts
-from catalog.sources.http import send, transport_problem
+from catalog.sources.http import request
 from toolkit.download.config import DownloadConfig
 from toolkit.download.progress import Progress
 from toolkit.download.state import load_state
@@ -82,15 +82,11 @@ def file_statuses(resolved: ResolvedVariant, store: Store) -> list[FileStatus]:
 
 
 def probe_size(client: httpx.Client, rf: ResolvedFile) -> int:
-    """The size of a file whose source listed none: HEAD, reading X-Linked-Size or Content-Length."""
-    try:
-        r = send(client, "HEAD", rf.url, {}, rf.headers)
-    except httpx.HTTPError as e:
-        raise DownloadError(f"{rf.url}: {transport_problem(rf.url, e)}") from e
-    if r.status_code in (404, 410):
-        raise NotFoundError(f"{rf.url}: not found ({r.status_code})")
+    """The size of a file whose source listed none: HEAD (retried like every request), reading X-Linked-Size
+    or Content-Length."""
+    r = request(client, "HEAD", rf.url, private_headers=rf.headers, failure=DownloadError)
     value = r.headers.get("x-linked-size") or r.headers.get("content-length")
-    if r.status_code >= 400 or not value or not value.isdigit():
+    if not value or not value.isdigit():
         raise SourceError(f"{rf.url}: the source gives no size for {rf.path} (HEAD answered {r.status_code})")
     return checked_file(replace(rf, size=int(value)), rf.url).size or 0
 

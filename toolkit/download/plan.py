@@ -1,14 +1,13 @@
-"""Pure decisions of the engine: segment planning, work stealing, backoff, header parsing.
+"""Pure decisions of the engine: segment planning, work stealing, Content-Range parsing (retries and waits:
+catalog.sources.retry, shared with every other request).
 
 No I/O here, so each rule is tested with a table (tests/download/test_plan.py).
 """
 
 from __future__ import annotations
 
-import email.utils
 import math
 import re
-import time
 from dataclasses import dataclass
 
 MiB = 1024 * 1024
@@ -91,27 +90,6 @@ def contiguous_end(parts: list[Part], cursor: int) -> int:
             return p.pos
         cursor = p.end
     return cursor
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rand: float) -> float:
-    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]; `rand` in [0, 1)."""
-    return rand * min(cap, base * (2**attempt))
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Retry-After as seconds: delta-seconds or an HTTP date; None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")

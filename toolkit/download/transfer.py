@@ -3,49 +3,37 @@
 Workers take parts (see plan.py); an idle worker steals half of the largest remaining part, so the
 connections stay busy to the end. A hasher thread follows the written prefix, so the sha256 is ready
 moments after the last byte. Faults handled: dropped connections and short bodies (resume within the
-part), 429/503 with Retry-After, stalls (read timeout), a server that ignores Range (one stream from
-zero), a changed ETag or a failed checksum (start again, at most `restarts` times).
+part), 429/503 with Retry-After, stalls (a body that stops flowing), a server that ignores Range (one
+stream from zero), a changed ETag or a failed checksum (start again, at most `restarts` times). What an
+answer means and how long to wait are catalog.sources.retry's decisions, as for every other request.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import threading
 import time
 from pathlib import Path
 
 import httpx
 
-from catalog.errors import (
-    DiskFullError,
-    DownloadError,
-    IntegrityError,
-    NotFoundError,
-    SourceError,
-    StoreError,
-)
+from catalog.errors import DiskFullError, DownloadError, IntegrityError, SourceError, StoreError
 from catalog.sources import ResolvedFile
-from catalog.sources.http import is_permanent, send, transport_problem
+from catalog.sources.http import classify_error, send
+from catalog.sources.retry import CHANGED, OK, RETRY, STALL, Verdict, classify, give_up, next_delay
 from toolkit.download.config import DownloadConfig
 from toolkit.download.diskio import BINARY, PrefixHasher, disk_error, write_at
-from toolkit.download.plan import (
-    Part,
-    backoff_delay,
-    contiguous_end,
-    parse_content_range,
-    parse_retry_after,
-    plan_parts,
-    split_largest,
-)
+from toolkit.download.plan import Part, contiguous_end, parse_content_range, plan_parts, split_largest
 from toolkit.download.progress import Progress
 from toolkit.download.state import PartialState, load_state, save_state
 
 
 class _Retry(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None, stall: bool = False) -> None:
-        super().__init__(reason)
-        self.retry_after, self.stall = retry_after, stall
+    """This try of a part failed in a way worth another (see catalog.sources.retry.next_delay)."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.reason)
+        self.verdict = verdict
 
 
 class _NoRange(Exception):
@@ -186,39 +174,24 @@ class FileTransfer:
                 with self.slots:
                     self._stream(part)
                 if not part.complete and not self.abort.is_set():
-                    raise _Retry("the server closed the response early")
-            except (_Retry, httpx.TransportError) as e:
-                if isinstance(e, httpx.TransportError) and is_permanent(e):
-                    raise DownloadError(f"{self.rf.url}: {transport_problem(self.rf.url, e)}") from None
-                if isinstance(e, httpx.TransportError):
-                    stall = isinstance(e, httpx.ReadTimeout)
-                    e = _Retry(transport_problem(self.rf.url, e), stall=stall)
-                if part.pos > start:
-                    attempts = 0
-                if e.stall:
-                    stalls += 1
-                    if stalls > self.cfg.stall_retries:
-                        raise DownloadError(f"{self.rf.url}: stalled {stalls} times; giving up") from None
-                    delay = 0.0
-                else:
-                    attempts += 1
-                    if attempts > self.cfg.retries:
-                        raise DownloadError(
-                            f"{self.rf.url}: {e} (after {self.cfg.retries} retries)"
-                        ) from None
-                    if e.retry_after is not None:
-                        if e.retry_after > self.cfg.retry_after_max:
-                            raise DownloadError(
-                                f"{self.rf.url}: {e}; the server asks to wait {e.retry_after:.0f} s"
-                            ) from None
-                        delay = e.retry_after
-                    else:
-                        delay = backoff_delay(
-                            attempts - 1, self.cfg.backoff_base, self.cfg.backoff_max, random.random()
-                        )
-                self.progress.note(f"{self.rf.path}: {e}; retrying in {delay:.1f} s")
-                if self.abort.wait(delay):
-                    return
+                    raise _Retry(Verdict(RETRY, reason="the server closed the response early"))
+                continue
+            except _Retry as e:
+                verdict = e.verdict
+            except httpx.TransportError as e:
+                verdict = classify_error(self.rf.url, e)
+            if part.pos > start:
+                attempts = 0
+            if verdict.kind == STALL:
+                stalls += 1
+            else:
+                attempts += 1
+            delay = next_delay(verdict, attempts, stalls, self.cfg)
+            if delay is None:
+                raise DownloadError(f"{self.rf.url}: {give_up(verdict, attempts, stalls, self.cfg)}") from None
+            self.progress.note(f"{self.rf.path}: {verdict.reason}; retrying in {delay:.1f} s")
+            if self.abort.wait(delay):
+                return
 
     def _stream(self, part: Part) -> None:
         with self.lock:
@@ -246,6 +219,8 @@ class FileTransfer:
                 self._save()
                 if part.complete:
                     return
+        except httpx.TransportError as e:  # the body had begun: a read timeout now is a stall
+            raise _Retry(classify_error(self.rf.url, e, in_body=True)) from None
         finally:
             response.close()
 
@@ -256,17 +231,14 @@ class FileTransfer:
             raise disk_error(self.data_path, e) from e
 
     def _check_response(self, r: httpx.Response, start: int, end: int, ranges: bool) -> None:
-        url, code = self.rf.url, r.status_code
-        if code in (404, 410):
-            raise NotFoundError(f"{url}: not found ({code})")
-        if code in (401, 403):
-            raise SourceError(f"{url}: access denied ({code}); check the token or the model's license gate")
-        if code == 416:
+        verdict = classify(r)
+        if verdict.kind == CHANGED:
             raise _Changed(f"the server says the range {start}-{end - 1} is not satisfiable")
-        if code == 429 or code >= 500:
-            raise _Retry(f"HTTP {code}", parse_retry_after(r.headers.get("retry-after")))
-        if code >= 400 or code not in (200, 206):
-            raise DownloadError(f"{url}: unexpected HTTP {code}")
+        if verdict.kind == RETRY:
+            raise _Retry(verdict)
+        if verdict.kind != OK:
+            raise verdict.error(self.rf.url, DownloadError)
+        code = r.status_code
         etag = r.headers.get("x-linked-etag") or r.headers.get("etag")
         with self.lock:
             if etag and self.state.etag and etag != self.state.etag:
@@ -282,9 +254,8 @@ class FileTransfer:
             return
         cr = parse_content_range(r.headers.get("content-range"))
         if cr is None or cr[0] != start or cr[1] < start:
-            raise _Retry(
-                f"the server sent range {r.headers.get('content-range')!r} for bytes={start}-{end - 1}"
-            )
+            got = r.headers.get("content-range")
+            raise _Retry(Verdict(RETRY, code, reason=f"the server sent range {got!r} for bytes={start}-{end - 1}"))
         if cr[2] is not None and cr[2] != self.size:
             raise _Changed(f"the file is now {cr[2]} bytes, expected {self.size}")
 
