@@ -36,6 +36,10 @@ def _ids(n: int) -> list[int]:
     return [int(t) for t in np.random.default_rng(n).integers(3, 500, n)]
 
 
+def _tokens(model: LocalModel, prompt: list[int], config: GenerationConfig) -> list[int]:
+    return [step.token for step in generate_step(model, prompt, config)]
+
+
 def test_genai_decoder_package_loads_as_one_stage_with_shared_kv(genai_decoder_package):
     model = LocalModel(genai_decoder_package)
     assert not model.config.is_pipeline and model.pipeline.kv.layout == "shared"
@@ -47,8 +51,7 @@ def test_genai_decoder_greedy_equals_onnxruntime_genai(genai_decoder_package, le
     import onnxruntime_genai as og
 
     prompt = _ids(length)
-    ours = list(generate_step(LocalModel(genai_decoder_package), prompt,
-                              GenerationConfig(max_new_tokens=12, ignore_eos=True)))
+    ours = _tokens(LocalModel(genai_decoder_package), prompt, GenerationConfig(max_new_tokens=12, ignore_eos=True))
     model = og.Model(str(genai_decoder_package))
     params = og.GeneratorParams(model)
     params.set_search_options(max_length=length + 12, do_sample=False)
@@ -84,4 +87,4 @@ def test_without_shared_buffer_present_outputs_become_the_next_past(genai_decode
     assert grow.pipeline.kv.layout == "grow"
     settings = GenerationConfig(max_new_tokens=10, ignore_eos=True)
     for prompt in (_ids(5), _ids(70)):
-        assert list(generate_step(grow, prompt, settings)) == list(generate_step(shared, prompt, settings))
+        assert _tokens(grow, prompt, settings) == _tokens(shared, prompt, settings)

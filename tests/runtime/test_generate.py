@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -36,10 +37,30 @@ def test_stop_string_cuts_the_text(stories):
 
 
 def test_eos_token_ends_generation(stories):
-    story = list(generate_step(stories, [1], GenerationConfig(max_new_tokens=20, ignore_eos=True)))
+    story = [s.token for s in generate_step(stories, [1], GenerationConfig(max_new_tokens=20, ignore_eos=True))]
     eos_config = GenerationConfig(max_new_tokens=20, stop_token_ids=(story[5],))
     result = generate(stories, [1], eos_config)
     assert result.stats.finish_reason == "stop" and result.stats.generated_tokens == 5
+
+
+def test_each_step_carries_the_prompt_figures_and_the_last_says_the_limit_ended_it(stories):
+    before = time.perf_counter()
+    config = GenerationConfig(max_new_tokens=5, ignore_eos=True, reuse_cache=False)
+    steps = list(generate_step(stories, [1, 403], config))
+    assert [s.finish_reason for s in steps] == [None, None, None, None, "length"]
+    assert {(s.prompt_tokens, s.reused_tokens, s.prefill_s, s.first_token_at) for s in steps} == {
+        (2, 0, steps[0].prefill_s, steps[0].first_token_at)}
+    assert steps[0].prefill_s > 0 and before + steps[0].prefill_s < steps[0].first_token_at < time.perf_counter()
+
+
+def test_a_stop_token_ends_with_a_record_of_it_that_is_not_output(stories):
+    story = [s.token for s in generate_step(stories, [1], GenerationConfig(max_new_tokens=20, ignore_eos=True))]
+    steps = list(generate_step(stories, [1], GenerationConfig(max_new_tokens=20, stop_token_ids=(story[5],))))
+    assert [s.token for s in steps] == story[:6] and [s.finish_reason for s in steps] == [None] * 5 + ["stop"]
+    first = list(generate_step(stories, [1], GenerationConfig(max_new_tokens=20, stop_token_ids=(story[0],))))
+    assert len(first) == 1 and first[0].finish_reason == "stop" and first[0].first_token_at > 0
+    stats = generate(stories, [1], GenerationConfig(max_new_tokens=20, stop_token_ids=(story[0],))).stats
+    assert stats.finish_reason == "stop" and stats.generated_tokens == 0 and stats.ttft_s > 0
 
 
 def test_cancel_stops_after_current_token(stories):
@@ -62,13 +83,26 @@ def test_seeded_sampling_is_reproducible(stories):
 def test_second_turn_reuses_the_kv_cache_and_matches_a_fresh_run(stories, stories_package):
     config = GenerationConfig(max_new_tokens=12, ignore_eos=True)
     prompt = stories.tokenizer.encode("Once upon a time", add_special_tokens=True)
-    first = list(generate_step(stories, prompt, config))
+    first = [s.token for s in generate_step(stories, prompt, config)]
     longer = prompt + first + stories.tokenizer.encode(" The end.")
-    timings: dict = {}
-    reused = list(generate_step(stories, longer, config, timings=timings))
-    assert timings["reused_tokens"] == len(prompt) + len(first) - 1
-    fresh = list(generate_step(LocalModel(stories_package), longer, config))
-    assert reused == fresh
+    reused = list(generate_step(stories, longer, config))
+    assert {s.reused_tokens for s in reused} == {len(prompt) + len(first) - 1}
+    fresh = [s.token for s in generate_step(LocalModel(stories_package), longer, config)]
+    assert [s.token for s in reused] == fresh
+
+
+def test_a_prompt_that_leaves_the_held_tokens_reuses_only_their_common_prefix(stories, stories_package):
+    config = GenerationConfig(max_new_tokens=6, ignore_eos=True)
+    prompt = stories.tokenizer.encode("Once upon a time there was a cat", add_special_tokens=True)
+    list(generate_step(stories, prompt, config))
+    other = prompt[:4] + stories.tokenizer.encode(" dog who liked the sun")
+    steps = list(generate_step(stories, other, config))
+    assert steps[0].reused_tokens == 4
+    assert stories.pipeline.kv.tokens == other + [s.token for s in steps[:-1]]  # the last one was never run
+    fresh = [s.token for s in generate_step(LocalModel(stories_package), other, config)]
+    assert [s.token for s in steps] == fresh
+    again = list(generate_step(stories, other, GenerationConfig(max_new_tokens=6, ignore_eos=True, reuse_cache=False)))
+    assert again[0].reused_tokens == 0 and [s.token for s in again] == fresh
 
 
 def test_chat_session_keeps_history_and_resets(float_package):
@@ -97,7 +131,7 @@ def test_special_tokens_the_model_emits_are_not_text_unless_asked_for(stories, s
     story = [d.strip() for d in text.split("<|endoftext|>") if d.strip()][1]
     prompt = [1, *stories.tokenizer.encode(story)[-200:]]
     config = GenerationConfig(max_new_tokens=12, ignore_eos=True)
-    assert list(generate_step(stories, prompt, config))[0] == 1
+    assert next(generate_step(stories, prompt, config)).token == 1
     shown = generate(stories, prompt, config)
     assert shown.text.startswith("Once upon a time") and "<s>" not in shown.text
     assert shown.stats.generated_tokens == 12

@@ -18,7 +18,7 @@ def _ids(n: int, seed: int = 0) -> list[int]:
 
 
 def _greedy(model: LocalModel, prompt: list[int], n: int) -> list[int]:
-    return list(generate_step(model, prompt, GenerationConfig(max_new_tokens=n, ignore_eos=True)))
+    return [step.token for step in generate_step(model, prompt, GenerationConfig(max_new_tokens=n, ignore_eos=True))]
 
 
 def _og_greedy(folder, prompt: list[int], n: int) -> list[int]:
@@ -135,6 +135,6 @@ def test_prompt_longer_than_context_fails_clearly(float_package):
 def test_truncation_keeps_the_newest_tokens_when_asked(float_package):
     model = LocalModel(float_package)
     ids = _ids(CONTEXT + 10)
-    out = list(generate_step(model, ids, GenerationConfig(max_new_tokens=8, truncate=True, ignore_eos=True)))
-    assert len(out) == 8
+    steps = list(generate_step(model, ids, GenerationConfig(max_new_tokens=8, truncate=True, ignore_eos=True)))
+    assert len(steps) == 8 and steps[0].prompt_tokens == CONTEXT - 8
     assert model.pipeline.kv.tokens[:CONTEXT - 8] == ids[-(CONTEXT - 8):]

@@ -14,7 +14,7 @@ pytest.importorskip("onnxruntime_qnn")
 
 
 def _greedy(model: LocalModel, prompt: list[int], n: int) -> list[int]:
-    return list(generate_step(model, prompt, GenerationConfig(max_new_tokens=n, ignore_eos=True)))
+    return [step.token for step in generate_step(model, prompt, GenerationConfig(max_new_tokens=n, ignore_eos=True))]
 
 
 @pytest.fixture(scope="module")

@@ -73,23 +73,24 @@ def run_once(model: LocalModel, ids: list[int], new_tokens: int) -> BenchRun:
     """One timed generation (no KV reuse) of exactly `new_tokens` greedy tokens."""
     config = GenerationConfig(max_new_tokens=new_tokens, ignore_eos=True, reuse_cache=False)
     pipeline = model.pipeline
-    timings: dict[str, float] = {}
     start = time.perf_counter()
     first = None
     count = 0
     ort_at_first = 0.0
-    for _ in generate_step(model, ids, config, timings=timings):
+    prefill_s = 0.0
+    for step in generate_step(model, ids, config):
         count += 1
         if first is None:
             first = time.perf_counter()
             ort_at_first = pipeline.ort_seconds
+            prefill_s = step.prefill_s
     end = time.perf_counter()
     decode_s = end - first if first is not None else 0.0
     ort_decode = pipeline.ort_seconds - ort_at_first
     return BenchRun(
         prompt_tokens=len(ids),
         ttft_s=(first or end) - start,
-        prefill_tps=len(ids) / timings["prefill_s"],
+        prefill_tps=len(ids) / prefill_s if prefill_s > 0 else 0.0,
         decode_tps=(count - 1) / decode_s if count > 1 and decode_s > 0 else 0.0,
         decode_s=decode_s,
         ort_share=ort_decode / decode_s if decode_s > 0 else 1.0,

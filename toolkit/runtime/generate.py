@@ -1,6 +1,7 @@
 """Generation in three layers, as in mlx-lm: tokens, then events, then a joined result.
 
-- `generate_step(model, prompt_ids, ...)` yields token ids (prefill, then one decode per token).
+- `generate_step(model, prompt_ids, ...)` yields a `Step` per token (prefill, then one decode per token):
+  the token id and what the statistics need about the prompt that led to it.
 - `stream_generate(model, prompt, ...)` adds detokenizing, stop tokens and strings, the reasoning
   split and timing; it yields `GenerationEvent`s and ends with one of kind "done" carrying stats.
 - `generate(...)` joins the events into a `GenerationResult`.
@@ -14,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -118,43 +119,57 @@ def _fit_to_context(model: LocalModel, prompt_ids: list[int], config: Generation
     return prompt_ids
 
 
+class Step(NamedTuple):
+    """One generated token and what the statistics need to know about the prompt that led to it.
+
+    `finish_reason` is "length" on the last token the limit allows, and "stop" on a final record whose token is
+    a stop token: that token is not output, it only says why generation ended (and carries the prompt figures
+    when it is the first token)."""
+
+    token: int
+    prompt_tokens: int  # after truncation
+    reused_tokens: int  # leading prompt tokens whose KV entries were kept from the previous generation
+    prefill_s: float  # seconds the prompt's runs took
+    first_token_at: float  # time.perf_counter() when the first token was sampled
+    finish_reason: str | None = None
+
+
 def generate_step(
     model: LocalModel,
     prompt_ids: Sequence[int],
     config: GenerationConfig,
     cancel: threading.Event | None = None,
-    timings: dict[str, float] | None = None,
-) -> Iterator[int]:
-    """Yield generated token ids until a stop token, the token limit or `cancel` is set (stop tokens not yielded).
-    The KV entries of the longest prefix the model still holds are reused."""
+) -> Iterator[Step]:
+    """Yield a `Step` per generated token until a stop token (a last record with finish_reason "stop"), the token
+    limit or `cancel` is set. The KV entries of the longest prefix the model still holds are reused."""
     ids = _fit_to_context(model, list(prompt_ids), config)
     pipeline = model.pipeline
     kv = pipeline.kv
-    timings = timings if timings is not None else {}
     stops = set() if config.ignore_eos else set(model.eos_ids)
     stops.update(config.stop_token_ids)
     with pipeline.busy():  # background work (huge pages) waits while a generation runs
         rng = np.random.default_rng(config.sampling.seed)
         history: list[int] = list(ids)
         reuse = kv.reusable_prefix(ids) if config.reuse_cache else 0
-        timings["prompt_tokens"], timings["reused_tokens"] = len(ids), reuse
         kv.rewind(reuse)
         pipeline.ensure_capacity(len(ids) + config.max_new_tokens)  # one allocation for the whole request
         start = time.perf_counter()
         logits = pipeline.prefill(ids[reuse:])
-        timings["prefill_s"] = time.perf_counter() - start
+        prefill_s = time.perf_counter() - start
+        first_token_at = 0.0
         for n in range(config.max_new_tokens):
             token = sample(logits, config.sampling, history, rng)
             if n == 0:
-                timings["first_token_at"] = time.perf_counter()
+                first_token_at = time.perf_counter()
             if token in stops:
-                timings["finish_reason_stop"] = 1
+                yield Step(token, len(ids), reuse, prefill_s, first_token_at, "stop")
                 return
             history.append(token)
-            yield token
+            at_limit = n + 1 == config.max_new_tokens
+            yield Step(token, len(ids), reuse, prefill_s, first_token_at, "length" if at_limit else None)
             if cancel is not None and cancel.is_set():
                 return
-            if n + 1 < config.max_new_tokens:
+            if not at_limit:
                 logits = pipeline.decode(token)
 
 
@@ -189,20 +204,23 @@ def stream_generate(
     detok = StreamingDetokenizer(tok)
     hidden = set() if config.show_special_tokens else _hidden_tokens(model, stopper.stops)
     stats = GenerationStats()
-    timings: dict[str, float] = {}
+    last: Step | None = None
     start = time.perf_counter()
     finish, stop_string = "length", False
     try:
-        for token in generate_step(model, ids, config, cancel, timings):
-            stats.generated_tokens += 1
-            if token in hidden:
+        for step in generate_step(model, ids, config, cancel):
+            last = step
+            if step.finish_reason == "stop":  # a stop token: not text, and the last record
                 continue
-            safe, stop_string = stopper.feed(detok.add(token))
+            stats.generated_tokens += 1
+            if step.token in hidden:
+                continue
+            safe, stop_string = stopper.feed(detok.add(step.token))
             for kind, piece in splitter.feed(safe):
                 yield GenerationEvent(kind, piece)
             if stop_string:
                 break
-        if stop_string or timings.get("finish_reason_stop"):
+        if stop_string or (last is not None and last.finish_reason == "stop"):
             finish = "stop"
         elif cancel is not None and cancel.is_set():
             finish = "cancelled"
@@ -215,14 +233,13 @@ def stream_generate(
             yield GenerationEvent(kind, piece)
     finally:
         end = time.perf_counter()
-        stats.prompt_tokens = int(timings.get("prompt_tokens", len(ids)))
-        stats.reused_tokens = int(timings.get("reused_tokens", 0))
-        first = timings.get("first_token_at")
-        if first is not None:
-            stats.ttft_s = first - start
+        stats.prompt_tokens = last.prompt_tokens if last is not None else len(ids)
+        if last is not None:
+            stats.reused_tokens = last.reused_tokens
+            stats.ttft_s = last.first_token_at - start
             processed = stats.prompt_tokens - stats.reused_tokens
-            stats.prefill_tps = processed / timings["prefill_s"] if timings.get("prefill_s") else 0.0
-            stats.decode_s = end - first
+            stats.prefill_tps = processed / last.prefill_s if last.prefill_s else 0.0
+            stats.decode_s = end - last.first_token_at
             if stats.generated_tokens > 1:
                 stats.decode_tps = (stats.generated_tokens - 1) / max(stats.decode_s, 1e-9)
         stats.total_s = end - start
