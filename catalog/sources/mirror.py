@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import httpx
 
-from catalog.errors import IntegrityError, ToolkitError
+from catalog.errors import DiskFullError, DownloadError, IntegrityError, SourceError, ToolkitError
 from catalog.schema import Variant
 from catalog.sources import INDEPENDENT, MIRROR, ORIGIN, PINNED, ResolvedFile, ResolvedVariant, select_files
 from catalog.sources import resolve as resolve_origin
@@ -34,6 +34,16 @@ def configured_mirror(explicit: str | None = None) -> str | None:
         return setting_url(explicit, "--mirror")
     url = os.environ.get(ENV_MIRROR)
     return setting_url(url, ENV_MIRROR) if url else None
+
+
+def hands_over(variant: Variant, mirror: str, error: BaseException) -> bool:
+    """Whether a failure of the mirror at `mirror` (resolving or transferring `variant`) hands the variant over
+    to its own source: any source or network failure, a file list or digest the origin contradicts included,
+    unless the disk is full (the own source would not fit either) or the variant's own source is that mirror."""
+    if isinstance(error, DiskFullError) or not isinstance(error, SourceError | DownloadError):
+        return False
+    own = variant.source
+    return not (own.type in ("mirror", "url") and (own.base_url or "").rstrip("/") == mirror.rstrip("/"))
 
 
 def resolve_from(base: str, variant: Variant, client: httpx.Client) -> ResolvedVariant:

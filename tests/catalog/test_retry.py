@@ -1,4 +1,5 @@
-"""The one retry policy, table by table: what an answer means, how long to wait, when to give up."""
+"""The one retry policy, table by table: what an answer means, how long to wait, when to give up, and when a
+failing mirror hands a variant over to its own source."""
 
 from __future__ import annotations
 
@@ -8,11 +9,16 @@ import httpx
 import pytest
 
 from catalog.errors import (
+    DiskFullError,
     DownloadError,
+    IntegrityError,
     NotFoundError,
+    SettingError,
     SourceError,
 )
+from catalog.schema import Source, Variant
 from catalog.sources.http import classify_error
+from catalog.sources.mirror import hands_over
 from catalog.sources.retry import (
     CHANGED,
     DENIED,
@@ -162,3 +168,33 @@ def test_backoff_with_a_huge_base_does_not_overflow() -> None:
 )
 def test_retry_after_seconds_and_dates(value: str | None, expected: float | None) -> None:
     assert parse_retry_after(value, now=NOW) == expected
+
+
+MIRROR = "http://mirror:8765"
+
+
+def variant(kind: str, base_url: str | None = None) -> Variant:
+    source = {"huggingface": Source(type="huggingface", repo="org/tiny"),
+              "mirror": Source(type="mirror", base_url=base_url),
+              "local": Source(type="local", path="/models/tiny")}[kind]
+    return Variant(id="tiny-cpu:1", device="cpu", vendor="any", execution_provider="CPUExecutionProvider",
+                   format="onnx-genai", quantization="int4", source=source)
+
+
+@pytest.mark.parametrize(
+    ("case", "own", "error", "expected"),
+    [
+        ("the mirror does not have it", variant("huggingface"), NotFoundError("404"), True),
+        ("the mirror cannot be reached", variant("huggingface"), SourceError("ConnectError"), True),
+        ("the mirror fails mid-transfer", variant("huggingface"), DownloadError("HTTP 503 (after 4 retries)"), True),
+        ("the origin contradicts the mirror", variant("huggingface"), IntegrityError("sha256"), True),
+        ("a local variant", variant("local"), SourceError("refused"), True),
+        ("a full disk is not the mirror's fault", variant("huggingface"), DiskFullError("full"), False),
+        ("a bad setting is not the mirror's fault", variant("huggingface"), SettingError("HF_TOKEN"), False),
+        ("not an error of the tree", variant("huggingface"), KeyError("x"), False),
+        ("the variant's own source is this mirror", variant("mirror", MIRROR + "/"), SourceError("x"), False),
+        ("the variant's own source is another mirror", variant("mirror", "http://other"), SourceError("x"), True),
+    ],
+)
+def test_a_failing_mirror_hands_over_to_the_variants_own_source(case: str, own: Variant, error, expected) -> None:
+    assert hands_over(own, MIRROR, error) is expected, case

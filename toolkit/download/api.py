@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from catalog.errors import DiskFullError, DownloadError, SourceError, UnknownModelError
+from catalog.errors import DownloadError, SourceError, UnknownModelError
 from catalog.schema import Manifest, Variant
 from catalog.sources import ResolvedVariant, resolve
 from catalog.sources.http import Client, make_client
+from catalog.sources.mirror import hands_over
 from toolkit import paths
 from toolkit.download.config import DownloadConfig
 from toolkit.download.manager import FileStatus, TransferReport, file_statuses, install, resolve_variant
@@ -79,8 +80,7 @@ def _fetch_and_install(
         except (DownloadError, SourceError) as e:
             # a mirror that fails mid-way: what it delivered stays in the store (by sha256); the rest
             # comes from the variant's own source
-            own_source_is_a_mirror = variant.source.type in ("mirror", "url")
-            if resolved.source != "mirror" or own_source_is_a_mirror or isinstance(e, DiskFullError):
+            if resolved.source != "mirror" or not hands_over(variant, resolved.origin, e):
                 raise
             (progress or Progress()).note(
                 f"mirror {resolved.origin} failed ({e}); using the {variant.source.type} source"

@@ -20,8 +20,17 @@ from filelock import Timeout
 
 from catalog.errors import DiskFullError, DownloadError, IntegrityError, NotFoundError, SourceError
 from catalog.schema import Variant
-from catalog.sources import INDEPENDENT, ORIGIN, ResolvedFile, ResolvedVariant, checked_file, digest_counts
+from catalog.sources import (
+    INDEPENDENT,
+    ORIGIN,
+    ResolvedFile,
+    ResolvedVariant,
+    checked_file,
+    digest_counts,
+    resolve,
+)
 from catalog.sources.http import request
+from catalog.sources.mirror import configured_mirror, hands_over, resolve_from
 from toolkit.download.config import DownloadConfig
 from toolkit.download.progress import Progress
 from toolkit.download.state import load_state
@@ -236,10 +245,8 @@ class VariantTransfer:
 def resolve_variant(
     variant: Variant, client: httpx.Client, mirror: str | None = None, progress: Progress | None = None
 ) -> ResolvedVariant:
-    """Resolve through the mirror first when one is set (TOOLKIT_MIRROR / --mirror), else the source."""
-    from catalog.sources import resolve
-    from catalog.sources.mirror import configured_mirror, resolve_from
-
+    """Resolve through the mirror first when one is set (TOOLKIT_MIRROR / --mirror), else the source; a mirror
+    that fails hands over to the variant's own source as `hands_over` decides."""
     base = configured_mirror(mirror)
     if base:
         try:
@@ -247,11 +254,8 @@ def resolve_variant(
             for note in resolved.notes:
                 (progress or Progress()).note(f"mirror {base}: {note}")
             return resolved
-        except (SourceError, IntegrityError) as e:
-            if (
-                variant.source.type in ("mirror", "url")
-                and (variant.source.base_url or "").rstrip("/") == base
-            ):
+        except (SourceError, DownloadError) as e:
+            if not hands_over(variant, base, e):
                 raise
             (progress or Progress()).note(f"mirror {base}: {e}; using the {variant.source.type} source")
     return resolve(variant, client)
