@@ -24,8 +24,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.helpers.package_runner import PackageRunner  # noqa: E402
 from tests.helpers.reference import ReferenceModel  # noqa: E402
-from toolkit.builder import BuildOptions, PackageRunner, build_package, evaluate  # noqa: E402
+from toolkit.builder import BuildOptions, build_package, evaluate  # noqa: E402
 
 FIXTURES = ROOT.parent / "shared" / "fixtures"
 STORIES = FIXTURES / "stories260k-hf"

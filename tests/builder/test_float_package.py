@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from tests.helpers.package_runner import PackageRunner
 from tests.helpers.reference import ReferenceModel
-from toolkit.builder.evaluate import PackageRunner
 
 
 @pytest.fixture(scope="module")

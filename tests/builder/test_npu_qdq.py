@@ -12,7 +12,7 @@ from onnx import TensorProto
 
 from tests.helpers.checkpoints import QWEN2_TINY, write_checkpoint
 from tests.helpers.fixtures import TEXT, qnn_session_options
-from toolkit.builder.evaluate import PackageRunner
+from tests.helpers.package_runner import PackageRunner
 from toolkit.builder.graph import Graph
 from toolkit.builder.npu import DATA_MOVEMENT
 from toolkit.builder.quantize import quantize_rtn

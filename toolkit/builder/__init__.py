@@ -2,7 +2,7 @@
 
 from toolkit.build_choices import TARGETS
 from toolkit.builder.builder import build_package
-from toolkit.builder.evaluate import PackageRunner, evaluate
+from toolkit.builder.evaluate import evaluate
 from toolkit.builder.options import BuildOptions
 
-__all__ = ["TARGETS", "BuildOptions", "PackageRunner", "build_package", "evaluate"]
+__all__ = ["TARGETS", "BuildOptions", "build_package", "evaluate"]

@@ -43,7 +43,7 @@ def _build_arguments(parser: CommandParser) -> None:
 
 def build(args: argparse.Namespace) -> None:
     """Build the package, then evaluate it against a float build if --eval is given."""
-    from toolkit.builder import BuildOptions, build_package
+    from toolkit.builder import BuildOptions, build_package  # heavy (numpy, onnx): only when run
 
     checkpoint, out, target = args.checkpoint, args.out, args.target
     if target == "npu-qdq" and args.calibration_text is None:
@@ -83,7 +83,7 @@ def _eval_arguments(parser: CommandParser) -> None:
 
 def eval_(args: argparse.Namespace) -> None:
     """Evaluate a package; JSON unless a person is watching."""
-    from toolkit.builder import evaluate
+    from toolkit.builder import evaluate  # heavy (numpy, onnx): only when run
 
     result = evaluate(args.package, args.text, args.reference, args.max_tokens)
     if args.json or not sys.stdout.isatty():
@@ -95,7 +95,7 @@ def eval_(args: argparse.Namespace) -> None:
 def _eval_against_float(checkpoint: Path, package: Path, text: Path, context_length: int, window: int) -> dict:
     import tempfile
 
-    from toolkit.builder import BuildOptions, build_package, evaluate
+    from toolkit.builder import BuildOptions, build_package, evaluate  # heavy (numpy, onnx): only when run
 
     with tempfile.TemporaryDirectory(prefix="toolkit-eval-") as tmp:
         ref = Path(tmp) / "float"
