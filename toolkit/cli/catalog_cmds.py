@@ -6,66 +6,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from toolkit.cli.options import add_device, add_json, device_override
+from toolkit import api
+from toolkit.cli.options import add_device, add_json
 from toolkit.cli.output import console, emit_json, human_size
 from toolkit.cli.parsing import Command, CommandParser
 
 
-def _variant_dict(sel_candidates: Any, chosen_id: str | None) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": c.variant.id,
-            "device": c.variant.device,
-            "vendor": c.variant.vendor,
-            "execution_provider": c.variant.execution_provider,
-            "quantization": c.variant.quantization,
-            "size_bytes": c.variant.size_bytes,
-            "source": c.variant.source.type,
-            "downloaded": c.downloaded,
-            "usable": c.usable,
-            "why": c.why,
-            "chosen": c.variant.id == chosen_id,
-            "unconfirmed": list(c.variant.unconfirmed),
-        }
-        for c in sel_candidates
-    ]
-
-
 def catalog_rows(device: str | None, refresh: bool = False) -> list[dict[str, Any]]:
-    """Every model with its best variant for this machine (or the error that prevents one)."""
-    from catalog import Catalog, NoVariantError
-    from catalog.selection import select_variant, usability
-    from toolkit.device import current_profile
-    from toolkit.paths import installed_variant_ids
-
-    catalog = Catalog.load()
-    profile = current_profile(refresh)
-    installed = installed_variant_ids()
-    rows = []
-    for m in catalog:
-        row: dict[str, Any] = {
-            "alias": m.alias,
-            "display_name": m.display_name,
-            "names": list(m.names),
-            "parameters": m.parameters,
-            "context_length": m.context_length,
-            "license": m.license,
-            "manifest": m.file,
-        }
-        try:
-            sel = select_variant(m, profile, installed, device_override=device)
-            row["best_variant"] = sel.variant.id
-            row["reason"] = sel.line()
-            row["variants"] = _variant_dict(sel.candidates, sel.variant.id)
-        except NoVariantError as e:
-            from catalog.selection import Candidate
-
-            row["best_variant"] = None
-            row["reason"] = str(e)
-            cands = [Candidate(v, *usability(v, profile), v.id in installed) for v in m.variants]
-            row["variants"] = _variant_dict(cands, None)
-        rows.append(row)
-    return rows
+    """Every model with its best variant for this machine (or the reason none fits), as --json gives them."""
+    return [choice.to_dict() for choice in api.select_all(device=device, refresh=refresh)]
 
 
 def _list_arguments(parser: CommandParser) -> None:
@@ -78,7 +27,7 @@ def _list_arguments(parser: CommandParser) -> None:
 def list_models(args: argparse.Namespace) -> None:
     """The catalog as a table, or JSON."""
     all_variants = args.all_variants
-    rows = catalog_rows(device_override(args.device))
+    rows = catalog_rows(args.device)
     if args.json:
         emit_json(rows)
         return
@@ -131,21 +80,10 @@ def _info_arguments(parser: CommandParser) -> None:
 
 def info(args: argparse.Namespace) -> None:
     """One model with every variant, for people or as JSON."""
-    from catalog import Catalog, NoVariantError
-    from catalog.selection import Candidate, select_variant, usability
-    from toolkit.device import current_profile
-    from toolkit.paths import installed_variant_ids
-
-    m = Catalog.load().get(args.alias)
-    profile = current_profile()
-    installed = installed_variant_ids()
-    try:
-        sel = select_variant(m, profile, installed, device_override=device_override(args.device))
-        chosen, reason = sel.variant.id, sel.line()
-    except NoVariantError as e:
-        chosen, reason = None, str(e)
-    cands = [Candidate(v, *usability(v, profile), v.id in installed) for v in m.variants]
-    variants = _variant_dict(cands, chosen)
+    choice = api.choose(api.catalog().get(args.alias), device=args.device)
+    m = choice.manifest
+    chosen, reason = (choice.variant.id, choice.line) if choice.variant is not None else (None, choice.reason)
+    variants = choice.variants()
     for v, var in zip(variants, m.variants, strict=True):
         src = var.source
         v["source"] = {k: getattr(src, k) for k in src.__dataclass_fields__ if getattr(src, k) not in (None, ())}
@@ -207,21 +145,13 @@ def _device_arguments(parser: CommandParser) -> None:
 
 def device_cmd(args: argparse.Namespace) -> None:
     """This machine and the variant each model would get, for people or as JSON."""
-    from catalog import Catalog, NoVariantError
-    from catalog.selection import select_variant
-    from toolkit.device import current_report, detect, recorded_sources
-    from toolkit.paths import installed_variant_ids
-
-    report = detect(recorded_sources(args.replay, args.eps_file)) if args.replay else current_report(args.refresh)
-    profile = report.profile()
-    installed = set() if args.replay else installed_variant_ids()
-    choices = []
-    for m in Catalog.load():
-        try:
-            sel = select_variant(m, profile, installed, device_override=device_override(args.device))
-            choices.append({"alias": m.alias, "variant": sel.variant.id, "device": sel.variant.device, "reason": sel.line()})
-        except NoVariantError as e:
-            choices.append({"alias": m.alias, "variant": None, "device": None, "reason": f"{m.alias}: {e}"})
+    report = api.replay_machine(args.replay, args.eps_file) if args.replay else api.machine(args.refresh)
+    installed = set() if args.replay else None  # a recorded machine has nothing downloaded
+    choices = [
+        {"alias": c.manifest.alias, "variant": c.variant.id if c.variant else None,
+         "device": c.variant.device if c.variant else None, "reason": c.line}
+        for c in api.select_all(device=args.device, profile=report.profile(), installed=installed)
+    ]
     if args.json:
         emit_json({**report.to_dict(), "selection": choices})
         return

@@ -6,35 +6,19 @@ import argparse
 import sys
 import time
 
-from catalog.errors import DownloadError, SourceError
-from catalog.sources import MIRROR, NONE, digest_counts
+from toolkit import api
 from toolkit.cli.options import (
     add_device,
     add_json,
     add_mirror,
     add_require_pinned,
     add_variant,
-    device_override,
     download_config,
 )
 from toolkit.cli.output import console, emit_json, human_size
 from toolkit.cli.parsing import Command, CommandParser
-
-
-def _select(alias: str, variant: str | None, device: str | None):
-    from catalog import Catalog
-    from catalog.selection import select_variant
-    from toolkit.device import current_profile
-    from toolkit.paths import installed_variant_ids
-
-    manifest = Catalog.load().get(alias)
-    return select_variant(
-        manifest,
-        current_profile(),
-        installed_variant_ids(),
-        device_override=device_override(device),
-        variant_override=variant,
-    )
+from toolkit.cli.progress import for_terminal
+from toolkit.errors import DownloadError, SourceError
 
 
 def _download_arguments(parser: CommandParser) -> None:
@@ -51,19 +35,14 @@ def _download_arguments(parser: CommandParser) -> None:
 
 def download(args: argparse.Namespace) -> None:
     """Download the chosen variant, or explain the plan with --dry-run."""
-    from catalog.sources.http import quick_checks  # httpx: imported only by commands that use the network
-    from toolkit.download.api import download_variant, plan_variant
-    from toolkit.download.render import for_terminal
-
     dry_run, mirror, json_out = args.dry_run, args.mirror, args.json
     config = download_config(args)
-    sel = _select(args.alias, args.variant, args.device)
+    sel = api.select(args.alias, device=args.device, variant=args.variant)
     if dry_run:
         if not json_out:  # the choice is explained even when the source cannot be reached
-            console().print(sel.line(), soft_wrap=True)
-        try:
-            with quick_checks():  # a look, not a transfer: one try each, so an offline machine hears at once
-                plan = plan_variant(sel.manifest, sel.variant, mirror=mirror, config=config)
+            console().print(sel.line, soft_wrap=True)
+        try:  # a look, not a transfer: one try each, so an offline machine hears at once
+            plan = api.plan(sel, mirror=mirror, config=config, quick=True)
         except (SourceError, DownloadError) as e:
             return _explain_offline(sel, e, json_out)
         files = [
@@ -87,7 +66,7 @@ def download(args: argparse.Namespace) -> None:
             "complete": plan.complete,
             "bytes_to_fetch": plan.bytes_to_fetch,
             "free_bytes": plan.free_bytes,
-            "digests": digest_counts(plan.resolved.files),
+            "digests": plan.digests,
             "files": files,
         }
         if json_out:
@@ -106,32 +85,12 @@ def download(args: argparse.Namespace) -> None:
         return
     t0 = time.monotonic()
     try:
-        snap, report = download_variant(
-            sel.manifest, sel.variant, for_terminal(args.quiet or json_out), mirror=mirror, force=args.force,
-            config=config,
-        )
+        done = api.ensure(sel, for_terminal(args.quiet or json_out), mirror=mirror, config=config, force=args.force)
     except KeyboardInterrupt:
         print("interrupted: the partial download is kept; run the same command to resume", file=sys.stderr)
         sys.exit(130)
-    data = {
-        "alias": sel.manifest.alias,
-        "variant": sel.variant.id,
-        "reason": sel.reason,
-        "path": str(snap),
-        "already_complete": report is None,
-        "seconds": round(time.monotonic() - t0, 3),
-    }
-    if report is not None:
-        data.update(
-            source=report.source,
-            revision=report.revision,
-            fetched_bytes=report.fetched_bytes,
-            resumed_bytes=report.resumed_bytes,
-            fetched_files=report.fetched_files,
-            reused_files=report.reused_files,
-            digests=report.digests,
-            files=[{"path": f.path, "size": f.size, "sha256": f.sha256} for f in report.files],
-        )
+    snap, report = done.path, done.report
+    data = {**done.to_dict(), "seconds": round(time.monotonic() - t0, 3)}
     if json_out:
         return emit_json(data)
     note = "already downloaded" if report is None else f"{len(report.files)} file(s) verified"
@@ -144,11 +103,11 @@ def download(args: argparse.Namespace) -> None:
 def weak_digest_warnings(digests: dict[str, int]) -> list[str]:
     """What the user must know about files no independent digest vouched for."""
     out = []
-    if digests.get(MIRROR):
-        out.append(f"{digests[MIRROR]} file(s) were checked only against the digests the mirror itself published "
+    if digests.get("mirror"):
+        out.append(f"{digests['mirror']} file(s) were checked only against the digests the mirror itself published "
                    "(the manifest pins none and the origin could not be reached); --require-pinned refuses that")
-    if digests.get(NONE):
-        out.append(f"{digests[NONE]} file(s) had no digest at all and were checked by size only")
+    if digests.get("none"):
+        out.append(f"{digests['none']} file(s) had no digest at all and were checked by size only")
     return out
 
 

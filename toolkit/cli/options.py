@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from collections.abc import Callable
 
 from catalog.schema import DEVICES
+from toolkit import api
 
-ENV_DEVICE = "TOOLKIT_DEVICE"
 MAX_SEED = 2**32 - 1  # numpy's seeds are non-negative; 32 bits is what other tools take
 
 
@@ -21,7 +20,7 @@ def add_json(parser: argparse.ArgumentParser, help: str = "Write JSON for script
 def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", type=str.lower, choices=DEVICES,
                         help=f"Only consider {', '.join(DEVICES[:-1])} or {DEVICES[-1]} variants "
-                             f"(default: ${ENV_DEVICE}, else the best for this machine).")
+                             f"(default: ${api.ENV_DEVICE}, else the best for this machine).")
 
 
 def add_variant(parser: argparse.ArgumentParser) -> None:
@@ -51,14 +50,7 @@ def add_require_pinned(parser: argparse.ArgumentParser) -> None:
 
 def download_config(args: argparse.Namespace):
     """The engine's settings from the environment, with --require-pinned when given."""
-    from toolkit.download.config import DownloadConfig
-
-    return DownloadConfig.from_env(require_pinned=True if args.require_pinned else None)
-
-
-def device_override(flag: str | None) -> str | None:
-    """--device wins over TOOLKIT_DEVICE; empty means no override."""
-    return flag or os.environ.get(ENV_DEVICE) or None
+    return api.download_settings(require_pinned=True if args.require_pinned else None)
 
 
 def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:

@@ -1,4 +1,4 @@
-"""`toolkit run` (chat, one-shot, piped) and `toolkit bench`: parse, call toolkit.runtime, render."""
+"""`toolkit run` (chat, one-shot, piped) and `toolkit bench`: parse, call toolkit.api, render."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 from dataclasses import replace
 
+from toolkit import api
 from toolkit.build_choices import MAX_CONTEXT
 from toolkit.cli.options import (
     MAX_SEED,
@@ -15,7 +16,6 @@ from toolkit.cli.options import (
     add_require_pinned,
     add_variant,
     argv_text,
-    device_override,
     download_config,
     number,
     number_list,
@@ -24,6 +24,8 @@ from toolkit.cli.options import (
 )
 from toolkit.cli.output import console, emit_json, human_size
 from toolkit.cli.parsing import Command, CommandParser, UsageError
+from toolkit.cli.progress import for_terminal
+from toolkit.errors import PackageError
 
 NO_PROMPT = "no prompt: give --prompt, pipe text on stdin, or run in a terminal for a chat"
 MAX_THREADS = 1024
@@ -68,45 +70,31 @@ def _confirm(question: str) -> bool:
 
 def _resolve(args: argparse.Namespace):
     """The package folder for MODEL (downloading it if --yes or the user agrees), or the error saying why not."""
-    from toolkit.runtime.resolve import looks_like_path, resolve_model
-
-    if args.allow_custom_ops and not looks_like_path(args.model):  # before anything is downloaded
+    if args.allow_custom_ops and not api.looks_like_path(args.model):  # before anything is downloaded
         raise UsageError(CUSTOM_OPS_BY_PATH)
-
-    progress = None
-    if not args.json:
-        from toolkit.download.render import for_terminal
-
-        progress = for_terminal()
+    progress = None if args.json else for_terminal()
     confirm = (lambda question: True) if args.yes else _confirm
-    return resolve_model(args.model, device_override(args.device), args.variant, confirm, progress, args.mirror,
-                         download_config(args))
+    return api.resolve(args.model, device=args.device, variant=args.variant, confirm=confirm, progress=progress,
+                       mirror=args.mirror, config=download_config(args))
 
 
 def _open(resolved, args: argparse.Namespace, huge_pages: bool = True):
     """Load a resolved package with the runtime options given on the command line."""
-    from toolkit import paths
-    from toolkit.runtime.model import LocalModel
-    from toolkit.runtime.pipeline import RuntimeOptions
-
     if args.allow_custom_ops and resolved.variant_id is not None:
         raise UsageError(CUSTOM_OPS_BY_PATH)
-    options = RuntimeOptions(threads=args.threads, provider=args.ep, ep_cache_dir=paths.home() / "ep-cache",
-                             huge_pages=huge_pages, allow_custom_ops=args.allow_custom_ops)
-    return LocalModel(resolved.folder, options, resolved.markers)
+    options = api.runtime_options(threads=args.threads, provider=args.ep, huge_pages=huge_pages,
+                                  allow_custom_ops=args.allow_custom_ops)
+    return api.load(resolved, options)
 
 
 def _generation_config(args: argparse.Namespace):
-    from toolkit.runtime.generate import GenerationConfig
-    from toolkit.runtime.sampler import SamplingParams
-
     try:
-        sampling = SamplingParams(args.temperature, args.top_k, args.top_p, args.min_p, args.repetition_penalty,
+        sampling = api.SamplingParams(args.temperature, args.top_k, args.top_p, args.min_p, args.repetition_penalty,
                                   args.seed)
     except ValueError as e:  # the message starts with the field: "top_p must be in (0, 1], got 2.0"
         option = "--" + str(e).split()[0].replace("_", "-")
         raise UsageError(f"argument {option}: {e}") from None
-    return GenerationConfig(max_new_tokens=args.max_tokens, sampling=sampling, stop=tuple(args.stop or ()),
+    return api.GenerationConfig(max_new_tokens=args.max_tokens, sampling=sampling, stop=tuple(args.stop or ()),
                             truncate=args.truncate, show_special_tokens=args.show_special_tokens)
 
 
@@ -215,9 +203,6 @@ def _run_arguments(parser: CommandParser) -> None:
 
 def run_cmd(args: argparse.Namespace) -> None:
     """Answer one prompt or chat; the model is resolved before the prompt is read."""
-    from toolkit.runtime.chat import ChatSession
-    from toolkit.runtime.generate import generate
-
     config = _generation_config(args)
     if args.json and args.prompt is None and _interactive():
         raise UsageError("--json needs --prompt or piped input")
@@ -228,14 +213,14 @@ def run_cmd(args: argparse.Namespace) -> None:
     _print_notes(loaded, err)
     messages = ([{"role": "system", "content": args.system}] if args.system else [])
     if args.json:
-        result = generate(loaded, [*messages, {"role": "user", "content": prompt}], config)
+        result = api.generate(loaded, [*messages, {"role": "user", "content": prompt}], config)
         emit_json({"model": {**loaded.describe(), "alias": resolved.alias, "variant": resolved.variant_id},
                    "text": result.text, "reasoning": result.reasoning, "stats": result.stats.as_dict()})
         return
     err.print(f"loaded {resolved.variant_id or loaded.folder} in {loaded.load_seconds:.2f} s "
               f"({', '.join(sorted(set(loaded.pipeline.providers)))})", style="dim", markup=False)
     out = console()
-    session = ChatSession(loaded, args.system)
+    session = api.chat(loaded, args.system)
     show_reasoning = not args.hide_reasoning
     if prompt is not None:
         try:
@@ -268,8 +253,6 @@ def _bench_arguments(parser: CommandParser) -> None:
 def _check_bench_fits(loaded, prompt_tokens: tuple[int, ...], new_tokens: int) -> None:
     """The longest prompt and the new tokens must fit the context; said in bench's own options (the runtime's
     message names run's)."""
-    from catalog.errors import PackageError
-
     longest = max(prompt_tokens)
     if longest + new_tokens > loaded.context_length:
         raise PackageError(
@@ -280,9 +263,6 @@ def _check_bench_fits(loaded, prompt_tokens: tuple[int, ...], new_tokens: int) -
 
 def bench_cmd(args: argparse.Namespace) -> None:
     """Load twice (cold, then warm with huge pages) and time generation at each prompt length."""
-    from toolkit.runtime.bench import BenchConfig, run_bench
-    from toolkit.runtime.model import LocalModel
-
     json_out = args.json
     err = console(stderr=True)
     resolved = _resolve(args)
@@ -290,9 +270,9 @@ def bench_cmd(args: argparse.Namespace) -> None:
     loaded = _open(resolved, args, huge_pages=False)
     _check_bench_fits(loaded, args.prompt_tokens, args.new_tokens)
     first_load = loaded.load_seconds
-    options, markers = replace(loaded.pipeline.options, huge_pages=True), loaded.markers
+    options = replace(loaded.pipeline.options, huge_pages=True)
     del loaded  # load again: the second load is the warm one (files cached, compiled NPU graphs reused)
-    loaded = LocalModel(resolved.folder, options, markers)
+    loaded = api.load(resolved, options)
     _print_notes(loaded, err)
 
     def show(run) -> None:
@@ -300,7 +280,7 @@ def bench_cmd(args: argparse.Namespace) -> None:
             err.print(f"  prompt {run.prompt_tokens}: TTFT {run.ttft_s * 1000:.0f} ms, "
                       f"decode {run.decode_tps:.1f} tok/s", style="dim")
 
-    result = run_bench(loaded, BenchConfig(args.prompt_tokens, args.new_tokens, args.repeat, args.warmup), show)
+    result = api.bench(loaded, api.BenchConfig(args.prompt_tokens, args.new_tokens, args.repeat, args.warmup), show)
     data = result.as_dict()
     data["model"].update(alias=resolved.alias, variant=resolved.variant_id, load_seconds_first=round(first_load, 3),
                          load_seconds_warm=round(loaded.load_seconds, 3))

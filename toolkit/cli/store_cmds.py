@@ -8,18 +8,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from catalog.errors import SettingError, ToolkitError
+from toolkit import api
 from toolkit.cli.options import add_json, number, whole_number
 from toolkit.cli.output import console, emit_json, human_size
 from toolkit.cli.parsing import Command, CommandParser, Group
+from toolkit.cli.progress import for_terminal
+from toolkit.errors import IntegrityError, SettingError
 
 
 def cache_list(args: argparse.Namespace) -> None:
     """Downloaded variants with their size and when they were last used."""
-    from toolkit.store.blobs import Store
-    from toolkit.store.cache import list_cached
-
-    store = Store()
+    root = api.store_root()
     rows = [
         {
             "variant": c.variant_id,
@@ -30,18 +29,18 @@ def cache_list(args: argparse.Namespace) -> None:
             "revision": c.revision,
             "path": str(c.path),
         }
-        for c in list_cached(store)
+        for c in api.cached()
     ]
     if args.json:
-        return emit_json({"store": str(store.root), "variants": rows})
+        return emit_json({"store": str(root), "variants": rows})
     out = console()
     if not rows:
-        out.print(f"nothing downloaded yet ({store.root})")
+        out.print(f"nothing downloaded yet ({root})")
         return
     for r in rows:
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["last_used"])) if r["last_used"] else "?"
         out.print(f"{r['variant']:<48} {human_size(r['size']):>10}  last used {used}")
-    out.print(f"store: {store.root}")
+    out.print(f"store: {root}")
 
 
 def _add_arguments(parser: CommandParser) -> None:
@@ -54,10 +53,7 @@ def _add_arguments(parser: CommandParser) -> None:
 
 def cache_add(args: argparse.Namespace) -> None:
     """Install a package folder into the store and write the manifest that pins its files."""
-    from toolkit.download.render import for_terminal
-    from toolkit.runtime.add_package import add_package
-
-    added = add_package(args.package, args.variant_id, args.alias, for_terminal(args.json))
+    added = api.add_package(args.package, args.variant_id, args.alias, for_terminal(args.json))
     if args.json:
         return emit_json(added.as_dict())
     console().print(f"added {added.variant_id} ({added.files} files, {human_size(added.size_bytes)}) as "
@@ -72,25 +68,7 @@ def _verify_arguments(parser: CommandParser) -> None:
 
 def cache_verify(args: argparse.Namespace) -> None:
     """Re-hash downloaded files; IntegrityError (exit 6) if any is damaged and not repaired."""
-    from catalog.errors import IntegrityError, NotInStoreError
-    from toolkit.download.api import repair_variant
-    from toolkit.download.render import for_terminal
-    from toolkit.paths import installed_variant_ids, snapshot_dir
-    from toolkit.store.blobs import Store
-    from toolkit.store.cache import verify_variant
-
-    store = Store()
-    ids = list(dict.fromkeys(args.variant)) or sorted(installed_variant_ids(store.root))
-    missing = [vid for vid in ids if not snapshot_dir(vid, store.root).is_dir()]
-    if missing:  # a name that is not there is not a damaged variant: say so before hashing anything
-        raise NotInStoreError(f"not in the store: {', '.join(missing)}; see `toolkit cache list`")
-    results = []
-    for vid in ids:
-        r = verify_variant(store, vid)
-        repaired = bool(not r.ok and args.repair and repair_variant(r, for_terminal(args.json)))
-        results.append(
-            {"variant": vid, "files": r.checked, "ok": r.ok, "problems": r.problems, "repaired": repaired}
-        )
+    results = [r.to_dict() for r in api.verify(args.variant, repair=args.repair, progress=for_terminal(args.json))]
     if args.json:
         emit_json({"variants": results})
     else:
@@ -112,17 +90,7 @@ def _remove_arguments(parser: CommandParser) -> None:
 
 def cache_remove(args: argparse.Namespace) -> None:
     """Delete downloaded variants and the files no other variant shares."""
-    from toolkit.store.blobs import Store
-    from toolkit.store.cache import remove_variant
-
-    store = Store()
-    freed: dict[str, int] = {}
-    failed: dict[str, ToolkitError] = {}
-    for vid in dict.fromkeys(args.variant):  # one busy or unknown variant does not stop the others
-        try:
-            freed[vid] = remove_variant(store, vid)
-        except ToolkitError as e:
-            failed[vid] = e
+    freed, failed = api.remove(args.variant)  # one busy or unknown variant does not stop the others
     if args.json:
         emit_json({"removed": list(freed), "freed_bytes": sum(freed.values()),
                    "failed": [{"variant": vid, "error": str(e), "exit_code": e.exit_code} for vid, e in failed.items()]})
@@ -144,10 +112,7 @@ def _prune_arguments(parser: CommandParser) -> None:
 def cache_prune(args: argparse.Namespace) -> None:
     """Reclaim space: unreferenced blobs, stale partial downloads, unfinished snapshots."""
     dry_run = args.dry_run
-    from toolkit.store.blobs import Store
-    from toolkit.store.cache import collect_garbage
-
-    r = collect_garbage(Store(), unused_days=args.unused_days, dry_run=dry_run)
+    r = api.prune(unused_days=args.unused_days, dry_run=dry_run)
     data = {
         "dry_run": dry_run,
         "removed_variants": r.removed_variants,
@@ -175,12 +140,8 @@ def _serve_arguments(parser: CommandParser) -> None:
 
 def mirror_serve(args: argparse.Namespace) -> None:
     """Serve the store over HTTP until interrupted."""
-    from toolkit.mirror.server import serve
-    from toolkit.store.blobs import Store
-
-    store = Store()
     try:
-        server = serve(store, args.host, args.port)
+        server = api.mirror_server(args.host, args.port)
     except (OSError, ValueError) as e:  # binding: the port is taken or privileged, the host is not ours
         raise SettingError(_cannot_listen(args.host, args.port, e)) from None
     print(
@@ -220,10 +181,7 @@ def _export_arguments(parser: CommandParser) -> None:
 def mirror_export(args: argparse.Namespace) -> None:
     """Write the mirror layout as static files (hard links where possible)."""
     dest = args.dest
-    from toolkit.mirror.export import export
-    from toolkit.store.blobs import Store
-
-    r = export(Store(), dest, set(args.variant) if args.variant else None)
+    r = api.mirror_export(dest, args.variant)
     data: dict[str, Any] = {
         "dest": str(dest),
         "variants": r.variants,

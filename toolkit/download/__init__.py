@@ -2,11 +2,6 @@
 
 Layers: plan.py (pure decisions), state.py (resume state), http.py (client settings), diskio.py
 (positional I/O, the prefix hasher), transfer.py (one file), manager.py (a variant's files and the
-store), api.py (what the CLI and the runtime call), render.py (progress for people).
+store), api.py (the calls toolkit.api makes). Progress for people is drawn by the CLI (toolkit/cli/progress.py).
+This file imports nothing: importing `toolkit.download.progress` must not pull in httpx.
 """
-
-from toolkit.download.api import DownloadPlan, ensure_variant, plan_variant
-from toolkit.download.config import DownloadConfig
-from toolkit.download.progress import Progress
-
-__all__ = ["DownloadConfig", "DownloadPlan", "Progress", "ensure_variant", "plan_variant"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from catalog.errors import DownloadError, SourceError, UnknownModelError
 from catalog.schema import Manifest, Variant
-from catalog.sources import ResolvedVariant, resolve
+from catalog.sources import ResolvedVariant, digest_counts, resolve
 from catalog.sources.http import Client, make_client
 from catalog.sources.mirror import hands_over
 from toolkit import paths
@@ -102,6 +102,11 @@ class DownloadPlan:
     @property
     def bytes_to_fetch(self) -> int:
         return sum((f.size or 0) - f.partial_bytes for f in self.files if not f.in_store)
+
+    @property
+    def digests(self) -> dict[str, int]:
+        """Files by who vouches for their digest (pinned, origin, local, mirror, none)."""
+        return digest_counts(self.resolved.files)
 
 
 def plan_variant(

@@ -6,7 +6,7 @@ import sys
 import threading
 import time
 
-from toolkit.download.progress import Progress
+from toolkit.api import Progress
 
 
 def _mb(n: float) -> str:
