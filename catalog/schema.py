@@ -17,15 +17,19 @@ from catalog.errors import ManifestError
 SCHEMA_VERSION = 1
 DEVICES = ("npu", "gpu", "cpu")
 VENDORS = ("qualcomm", "intel", "amd", "nvidia", "any")
-EXECUTION_PROVIDERS = (
-    "QNNExecutionProvider",
-    "OpenVINOExecutionProvider",
-    "VitisAIExecutionProvider",
-    "CPUExecutionProvider",
-    "CUDAExecutionProvider",
-    "DmlExecutionProvider",
-    "WebGpuExecutionProvider",
-)
+# The execution providers, by the short names genai_config.json and --ep use, with the device and vendor a
+# build for each is made for (what `cache add` writes in a manifest). The one table of them.
+PROVIDERS = {
+    "qnn": ("QNNExecutionProvider", "npu", "qualcomm"),
+    "openvino": ("OpenVINOExecutionProvider", "npu", "intel"),
+    "vitisai": ("VitisAIExecutionProvider", "npu", "amd"),
+    "cpu": ("CPUExecutionProvider", "cpu", "any"),
+    "cuda": ("CUDAExecutionProvider", "gpu", "nvidia"),
+    "dml": ("DmlExecutionProvider", "gpu", "any"),
+    "webgpu": ("WebGpuExecutionProvider", "gpu", "any"),
+}
+PROVIDER_NAMES = {short: ep for short, (ep, _, _) in PROVIDERS.items()}  # "qnn" -> "QNNExecutionProvider"
+EXECUTION_PROVIDERS = tuple(PROVIDER_NAMES.values())
 FORMATS = ("onnx-genai", "openvino-ir")
 OSES = ("windows", "linux", "macos")
 SOURCE_TYPES = ("huggingface", "azureml", "mirror", "url", "local")

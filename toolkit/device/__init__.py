@@ -20,6 +20,7 @@ from catalog.selection import DeviceProfile
 from toolkit.device.detect import NOT_PROBED, detect
 from toolkit.device.model import DeviceReport
 from toolkit.device.probes import MachineSources, live_sources, recorded_sources
+from toolkit.files import write_atomic
 
 __all__ = ["DeviceReport", "MachineSources", "current_profile", "current_report", "detect", "recorded_sources"]
 
@@ -79,10 +80,8 @@ def current_report(refresh: bool = False, probe_eps: bool = True) -> DeviceRepor
     probed = not any(u.reason == NOT_PROBED for u in report.unknown)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"device.{os.getpid()}.tmp")
         data = {"fingerprint": fp, "time": time.time(), "eps_probed": probed, "report": report.to_dict()}
-        tmp.write_text(json.dumps(data), encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(data))
     except OSError:
         pass  # a read-only store only costs a slower start
     return report

@@ -11,12 +11,12 @@ fetched again. Only the process holding the file's lock touches these files.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from catalog import jsonio
 from toolkit.download.plan import Part
+from toolkit.files import write_atomic
 
 STATE_VERSION = 1
 
@@ -65,7 +65,5 @@ def load_state(path: Path, data_path: Path, size: int) -> PartialState | None:
 
 
 def save_state(path: Path, state: PartialState) -> None:
-    """Write the state with tmp + os.replace, so a crash leaves the old or the new one, never half."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(state.to_json()), encoding="utf-8")
-    os.replace(tmp, path)
+    """Write the state so that a crash leaves the old or the new one, never half."""
+    write_atomic(path, json.dumps(state.to_json()))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from catalog.errors import StoreError
+from toolkit.files import write_atomic
 from toolkit.mirror.layout import index_json, published_variants
 from toolkit.store.blobs import Store
 from toolkit.store.safety import safe_join
@@ -29,9 +30,7 @@ class ExportReport:
 
 def _write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=1))
 
 
 def export(store: Store, dest: Path, variant_ids: set[str] | None = None) -> ExportReport:

@@ -41,26 +41,18 @@ from catalog.loader import (
     normalize_name,
     user_manifest_paths,
 )
-from catalog.schema import ALIAS_RE, VARIANT_ID_RE, Manifest, parse_manifest
+from catalog.schema import ALIAS_RE, PROVIDERS, VARIANT_ID_RE, Manifest, parse_manifest
 from catalog.sources.local import list_folder
 from toolkit import paths
 from toolkit.download.api import ensure_variant
 from toolkit.download.progress import Progress
+from toolkit.files import sha256_file
 from toolkit.runtime.config import GenaiConfig, load_genai_config
 from toolkit.runtime.model import package_root
-from toolkit.store.blobs import Store, sha256_file
+from toolkit.store.blobs import Store
 from toolkit.store.cache import remove_variant
 from toolkit.store.snapshots import snapshot_files
 
-# Provider names in genai_config.json -> (device, vendor, execution provider) of the manifest's variant.
-PROVIDER_DEVICES = {
-    "qnn": ("npu", "qualcomm", "QNNExecutionProvider"),
-    "openvino": ("npu", "intel", "OpenVINOExecutionProvider"),
-    "vitisai": ("npu", "amd", "VitisAIExecutionProvider"),
-    "cuda": ("gpu", "nvidia", "CUDAExecutionProvider"),
-    "dml": ("gpu", "any", "DmlExecutionProvider"),
-    "webgpu": ("gpu", "any", "WebGpuExecutionProvider"),
-}
 # What marks a manifest `cache add` wrote (and so may add variants to): this publisher, and every variant's
 # notes starting with ADDED_NOTE. A manifest without both is never rewritten.
 LOCAL_PUBLISHER = "local"
@@ -92,8 +84,10 @@ def _device(config: GenaiConfig) -> tuple[str, str, str]:
     sessions = [config.session, *(s.session for s in config.stages if s.session is not None)]
     for session in sessions:
         for provider in session.providers:
-            if provider.name.lower() in PROVIDER_DEVICES:
-                return PROVIDER_DEVICES[provider.name.lower()]
+            found = PROVIDERS.get(provider.name.lower())
+            if found is not None and found[1] != "cpu":
+                ep, device, vendor = found
+                return device, vendor, ep
     return "cpu", "any", "CPUExecutionProvider"
 
 

@@ -18,18 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from catalog.errors import ModelLoadError
+from catalog.schema import PROVIDER_NAMES
 from toolkit.runtime.config import QNN_BACKENDS, SessionConfig
 from toolkit.runtime.native_output import native_stdout_to_stderr
 
-EP_NAMES = {
-    "cpu": "CPUExecutionProvider",
-    "qnn": "QNNExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "dml": "DmlExecutionProvider",
-    "openvino": "OpenVINOExecutionProvider",
-    "vitisai": "VitisAIExecutionProvider",
-    "webgpu": "WebGpuExecutionProvider",
-}
+EP_NAMES = PROVIDER_NAMES  # "qnn" -> "QNNExecutionProvider" (catalog.schema holds the one table)
 PLUGIN_EPS = {"QNNExecutionProvider"}
 # Thread-pool spinning, unless the package sets it. Each session has its own intra-op pool; spinning between
 # kernels inside one run is what keeps a decode step fast (~400 kernels a token), but a pool that goes on

@@ -10,7 +10,6 @@ Locks (locks/, filelock: released by the OS when a process dies):
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -26,15 +25,6 @@ from catalog.errors import StoreError
 from toolkit import paths
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """sha256 of a file, read in chunks (flat memory)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def fsync_file(path: Path) -> None:

@@ -13,7 +13,8 @@ from filelock import Timeout
 
 from catalog.errors import NotInStoreError, StoreError
 from toolkit import paths
-from toolkit.store.blobs import Store, rmtree_readonly, sha256_file, unlink_readonly
+from toolkit.files import sha256_file
+from toolkit.store.blobs import Store, rmtree_readonly, unlink_readonly
 from toolkit.store.snapshots import last_used, snapshot_files
 
 # An unreferenced blob younger than this is kept: downloads pin what they will link (blobs.Pins), this also
