@@ -10,19 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.cli import NEUTRAL_CWD, process_env, run_toolkit, toolkit_command
+from tests.helpers.cli import NEUTRAL_CWD, one_error_line, process_env, run_toolkit, toolkit_command
 
 LATIN1 = "Once upon a time, a café opened.".encode("latin-1")
-
-
-def one_error_line(out: subprocess.CompletedProcess, code: int, *words: str) -> str:
-    assert out.returncode == code, (out.returncode, out.stderr)
-    assert "Traceback" not in out.stderr
-    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, out.stderr
-    for word in words:
-        assert word in errors[0], errors[0]
-    return errors[0]
 
 
 def run_bytes(*args: str | bytes, stdin: bytes = b"") -> subprocess.CompletedProcess:

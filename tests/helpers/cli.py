@@ -51,3 +51,14 @@ def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 12
     """`python -c CODE` with the installed package, from a folder where the checkout is not importable."""
     return subprocess.run([sys.executable, "-c", code], cwd=NEUTRAL_CWD, env=process_env(env),
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+
+
+def one_error_line(out: subprocess.CompletedProcess, code: int, *words: str) -> str:
+    """Assert what a user must see for bad input: exit `code`, one `error:` line holding `words`, no traceback."""
+    assert out.returncode == code, (out.returncode, out.stderr)
+    assert "Traceback" not in out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, out.stderr
+    for word in words:
+        assert word in errors[0], errors[0]
+    return errors[0]

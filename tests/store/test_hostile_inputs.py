@@ -9,21 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.cli import run_toolkit
+from tests.helpers.cli import one_error_line, run_toolkit
 from tests.helpers_net.hub_server import HubServer, random_bytes
 from tests.helpers_net.variants import hf_variant_json, write_manifest
 
 DATA = random_bytes(300_000, seed=5)
-
-
-def one_error_line(out: subprocess.CompletedProcess, code: int, *words: str) -> str:
-    assert out.returncode == code, (out.returncode, out.stderr)
-    assert "Traceback" not in out.stderr
-    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, out.stderr
-    for word in words:
-        assert word in errors[0], errors[0]
-    return errors[0]
 
 
 @pytest.fixture()
