@@ -25,14 +25,12 @@ from catalog.schema import Manifest
 from catalog.selection import Candidate, DeviceProfile, select_variant, usability
 from toolkit import paths
 from toolkit.device import DeviceReport, current_profile, current_report, detect, recorded_sources
-from toolkit.download.config import DownloadConfig
 from toolkit.download.progress import Progress
-from toolkit.store.blobs import Store
-from toolkit.store.cache import collect_garbage, list_cached, remove_variant, verify_variant
 from toolkit.units import human_size
 
 if TYPE_CHECKING:
     from toolkit.download.api import DownloadPlan
+    from toolkit.download.config import DownloadConfig
     from toolkit.download.manager import TransferReport
     from toolkit.runtime.generate import GenerationConfig
     from toolkit.runtime.model import LocalModel
@@ -328,7 +326,15 @@ def bench(model: LocalModel, config: Any, on_run: Callable[[Any], None] | None =
 
 def download_settings(*, require_pinned: bool | None = None) -> DownloadConfig:
     """The download engine's settings (TOOLKIT_DL_* and TOOLKIT_REQUIRE_PINNED), with overrides."""
+    from toolkit.download.config import DownloadConfig  # the retry rules: only commands that download
+
     return DownloadConfig.from_env(require_pinned=require_pinned)
+
+
+def _store():
+    from toolkit.store.blobs import Store  # filelock, hashlib: only commands that touch the store
+
+    return Store()
 
 
 def store_root() -> Path:
@@ -338,7 +344,9 @@ def store_root() -> Path:
 
 def cached() -> list[Any]:
     """Downloaded variants: id, size, files, last used, source and revision, folder."""
-    return list_cached(Store())
+    from toolkit.store.cache import list_cached  # store modules (filelock, hashlib): only store commands
+
+    return list_cached(_store())
 
 
 @dataclass(frozen=True)
@@ -361,8 +369,9 @@ def verify(variant_ids: list[str] | None = None, *, repair: bool = False,
     """Re-hash downloaded variants (all when none are named); with `repair`, fetch damaged files again.
     A variant that is not in the store is NotInStoreError, before anything is hashed."""
     from toolkit.download.api import repair_variant  # httpx: only when the store is checked
+    from toolkit.store.cache import verify_variant
 
-    store = Store()
+    store = _store()
     ids = list(dict.fromkeys(variant_ids or ())) or sorted(paths.installed_variant_ids(store.root))
     missing = [vid for vid in ids if not paths.snapshot_dir(vid, store.root).is_dir()]
     if missing:
@@ -378,7 +387,9 @@ def verify(variant_ids: list[str] | None = None, *, repair: bool = False,
 def remove(variant_ids: list[str]) -> tuple[dict[str, int], dict[str, ToolkitError]]:
     """Delete variants and the blobs no other variant uses: bytes freed by id, and the errors of those that
     could not go (not in the store, or a download is writing them); one failure does not stop the others."""
-    store = Store()
+    from toolkit.store.cache import remove_variant  # store modules (filelock, hashlib): only store commands
+
+    store = _store()
     freed: dict[str, int] = {}
     failed: dict[str, ToolkitError] = {}
     for vid in dict.fromkeys(variant_ids):
@@ -392,21 +403,23 @@ def remove(variant_ids: list[str]) -> tuple[dict[str, int], dict[str, ToolkitErr
 def prune(*, unused_days: float | None = None, dry_run: bool = False) -> Any:
     """Reclaim space: unreferenced blobs, stale partial downloads, unfinished snapshots, and with
     `unused_days` variants not used that long; what a running download holds is left alone."""
-    return collect_garbage(Store(), unused_days=unused_days, dry_run=dry_run)
+    from toolkit.store.cache import collect_garbage  # store modules (filelock, hashlib): only store commands
+
+    return collect_garbage(_store(), unused_days=unused_days, dry_run=dry_run)
 
 
 def mirror_server(host: str = "127.0.0.1", port: int = 8765) -> Any:
     """A bound mirror server over the store (call serve_forever, or start_background)."""
     from toolkit.mirror.server import serve  # the mirror imports httpx: only `mirror serve` needs it
 
-    return serve(Store(), host, port)
+    return serve(_store(), host, port)
 
 
 def mirror_export(dest: str | Path, variant_ids: list[str] | None = None) -> Any:
     """Write the mirror layout as static files (hard links where possible) for any web server or CDN."""
     from toolkit.mirror.export import export  # the mirror imports httpx: only `mirror export` needs it
 
-    return export(Store(), Path(dest), set(variant_ids) if variant_ids else None)
+    return export(_store(), Path(dest), set(variant_ids) if variant_ids else None)
 
 _LAZY = {  # records front ends build, imported on first use (numpy and onnxruntime behind them)
     "GenerationConfig": "toolkit.runtime.generate",
