@@ -21,6 +21,7 @@ from toolkit.device.detect import NOT_PROBED, detect
 from toolkit.device.model import DeviceReport
 from toolkit.device.probes import MachineSources, live_sources, recorded_sources
 from toolkit.files import write_atomic
+from toolkit.paths import home
 
 __all__ = ["DeviceReport", "MachineSources", "current_profile", "current_report", "detect", "recorded_sources"]
 
@@ -58,8 +59,6 @@ def _fingerprint() -> dict[str, object]:
 
 
 def _cache_path() -> Path:
-    from toolkit.paths import home
-
     return home() / "device.json"
 
 

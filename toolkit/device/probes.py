@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from toolkit.device.eps import probe_onnxruntime
+
 
 class ProbeFailed(Exception):
     """A source could not be read (missing, timed out, not permitted); detection reports it as unknown."""
@@ -65,8 +67,6 @@ def subprocess_runner(cmd: Sequence[str], timeout: float) -> str:
 
 
 def live_sources() -> MachineSources:
-    from toolkit.device.eps import probe_onnxruntime
-
     facts = PlatformFacts(normalize_os(platform.system()), platform.release(), normalize_arch(platform.machine()))
     return MachineSources(facts, Path("/"), subprocess_runner, probe_onnxruntime)
 

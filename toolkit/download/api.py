@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from catalog.errors import DownloadError, SourceError, UnknownModelError
+from catalog.loader import Catalog
 from catalog.schema import Manifest, Variant
 from catalog.sources import ResolvedVariant, digest_counts, resolve
 from catalog.sources.http import Client, make_client
@@ -131,8 +132,6 @@ def plan_variant(
 def repair_variant(result: VerifyResult, progress: Progress | None = None, root: Path | None = None) -> bool:
     """Drop the damaged blobs `cache verify` found, fetch them again from the variant's manifest
     source, and return whether the snapshot now verifies."""
-    from catalog import Catalog
-
     found = Catalog.load().find_variant(result.variant_id)
     if found is None:
         raise UnknownModelError(result.variant_id, kind="variant (no manifest to repair it from)")

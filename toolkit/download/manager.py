@@ -30,6 +30,7 @@ from catalog.sources import (
     resolve,
 )
 from catalog.sources.http import request
+from catalog.sources.local import open_local
 from catalog.sources.mirror import configured_mirror, hands_over, resolve_from
 from toolkit.download.config import DownloadConfig
 from toolkit.download.progress import Progress
@@ -111,8 +112,6 @@ def check_free_space(needed: int, available: int, margin: int, where: Path) -> N
 
 def _copy_local(rf: ResolvedFile, dest: Path, progress: Progress) -> str:
     """Copy a file:// source (a file, or an archive member) into `dest`, hashing as it goes."""
-    from catalog.sources.local import open_local
-
     h = hashlib.sha256()
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:

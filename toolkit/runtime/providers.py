@@ -19,6 +19,7 @@ from typing import Any
 
 from catalog.errors import ModelLoadError
 from catalog.schema import PROVIDER_NAMES
+from toolkit.device.eps import register_plugins
 from toolkit.runtime.config import QNN_BACKENDS, SessionConfig
 from toolkit.runtime.native_output import native_stdout_to_stderr
 
@@ -107,8 +108,6 @@ def resolve_qnn_options(options: dict[str, str]) -> dict[str, str]:
 
 
 def _plugin_devices(ort, ep_name: str) -> list:
-    from toolkit.device.eps import register_plugins
-
     register_plugins(ort)
     return [d for d in ort.get_ep_devices() if d.ep_name == ep_name]
 
