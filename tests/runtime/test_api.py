@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from catalog.errors import DeviceError, DownloadDeclined, MissingFileError, NoVariantError, UnknownModelError
+from tests.helpers.fixtures import tiny_qwen2_checkpoint, tiny_qwen2_npu_qdq_package  # noqa: F401
 from tests.helpers_net.hub_server import HubServer, random_bytes
 from tests.helpers_net.variants import hf_variant_json, write_manifest
 from toolkit import api, errors
@@ -89,3 +90,14 @@ def _config(n: int):
     from toolkit.runtime.generate import GenerationConfig
 
     return GenerationConfig(max_new_tokens=n, ignore_eos=True)
+
+
+def test_the_execution_provider_chosen_at_selection_reaches_the_runtime(tiny_qwen2_npu_qdq_package) -> None:  # noqa: F811
+    pytest.importorskip("onnxruntime_qnn")
+    added = api.add_package(tiny_qwen2_npu_qdq_package, "tiny-qwen-npu:1")
+    choice = api.select(added.alias, variant="tiny-qwen-npu:1")  # no Qualcomm NPU here: chosen by hand
+    assert choice.variant.execution_provider == "QNNExecutionProvider"
+    model = api.load(choice)
+    assert model.pipeline.options.preferred_provider == "QNNExecutionProvider"
+    stages = {s["id"]: s["provider"] for s in model.pipeline.report.stages}
+    assert stages["context"] == stages["iterator"] == "QNNExecutionProvider"
