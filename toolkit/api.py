@@ -1,4 +1,5 @@
-"""The library's one surface: the CLI, `toolkit serve` and provisioning call these, and nothing below them.
+"""The library's one surface: the CLI calls these and nothing below them (the server and provisioning to come
+will too).
 
     choice = api.select("deepseek_r1_1_5")             # the variant for this machine, and why
     api.ensure(choice, progress)                        # downloaded and verified (nothing to do when it is there)
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from catalog.errors import DownloadDeclined, MissingFileError, NotInStoreError, NoVariantError, ToolkitError
 from catalog.loader import Catalog
-from catalog.schema import Manifest
+from catalog.schema import DEVICES, Manifest  # noqa: F401  (DEVICES: the choices front ends offer)
 from catalog.selection import Candidate, DeviceProfile, select_variant, usability
 from toolkit import paths
 from toolkit.device import DeviceReport, current_profile, current_report, detect, recorded_sources
@@ -87,9 +88,14 @@ class Choice:
             raise NoVariantError(self.reason)
         return self
 
-    def variants(self) -> list[dict[str, Any]]:
-        """Every variant of the model: where it runs, whether it runs here and why, whether it is downloaded."""
+    def variants(self, manifest_order: bool = False) -> list[dict[str, Any]]:
+        """Every variant of the model, best first (or in the manifest's order): where it runs, whether it runs
+        here and why, whether it is downloaded."""
         chosen = self.variant.id if self.variant is not None else None
+        candidates = self.candidates
+        if manifest_order:
+            order = {v.id: i for i, v in enumerate(self.manifest.variants)}
+            candidates = tuple(sorted(candidates, key=lambda c: order[c.variant.id]))
         return [
             {
                 "id": c.variant.id,
@@ -105,7 +111,7 @@ class Choice:
                 "chosen": c.variant.id == chosen,
                 "unconfirmed": list(c.variant.unconfirmed),
             }
-            for c in self.candidates
+            for c in candidates
         ]
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,10 +141,7 @@ def choose(manifest: Manifest, *, device: str | None = None, variant: str | None
     except NoVariantError as e:
         every = tuple(Candidate(v, *usability(v, profile), v.id in installed) for v in manifest.variants)
         return Choice(manifest, None, str(e), every, installed)
-    # the candidates in the manifest's order, as `info` lists them
-    order = {v.id: i for i, v in enumerate(manifest.variants)}
-    every = tuple(sorted(sel.candidates, key=lambda c: order[c.variant.id]))
-    return Choice(manifest, sel.variant, sel.reason, every, installed)
+    return Choice(manifest, sel.variant, sel.reason, tuple(sel.candidates), installed)  # best first
 
 
 def select(name: str, *, device: str | None = None, variant: str | None = None) -> Choice:
@@ -206,7 +209,6 @@ class Target:
 
     folder: Path
     choice: Choice | None = None
-    downloaded: bool = False
 
     @property
     def alias(self) -> str | None:
@@ -243,7 +245,7 @@ def resolve(name: str, *, device: str | None = None, variant: str | None = None,
         raise DownloadDeclined(f"{choice.variant.id} is not downloaded; run `toolkit download "
                                f"{choice.manifest.alias}` or pass --yes")
     done = ensure(choice, progress, mirror=mirror, config=config)
-    return Target(package_root(done.path), choice, downloaded=True)
+    return Target(package_root(done.path), choice)
 
 
 def load(target: Target | Choice | str | Path, options: RuntimeOptions | None = None) -> LocalModel:
@@ -421,12 +423,36 @@ def mirror_export(dest: str | Path, variant_ids: list[str] | None = None) -> Any
 
     return export(_store(), Path(dest), set(variant_ids) if variant_ids else None)
 
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be a mirror or endpoint URL (http or https with a host), or None."""
+    from catalog.sources.http import url_problem as problem  # httpx: only when a URL is given
+
+    return problem(url)
+
+
+def build(checkpoint: str | Path, out: str | Path, options: Any) -> dict[str, Any]:
+    """Build a runnable package from a Hugging Face checkpoint (`api.BuildOptions`); its toolkit_manifest.json."""
+    from toolkit.builder import build_package  # numpy, onnx: only `build` needs them
+
+    return build_package(Path(checkpoint), Path(out), options)
+
+
+def evaluate(package: str | Path, text: str | Path, reference: str | Path | None = None,
+             max_tokens: int | None = None) -> dict[str, Any]:
+    """Perplexity of a package on a UTF-8 text (documents split on <|endoftext|>); with `reference` (an
+    unquantized package) also the ratio to its perplexity and top-1 agreement with it."""
+    from toolkit.builder import evaluate as run  # numpy, onnx: only `eval` needs them
+
+    return run(package, text, reference, max_tokens)
+
+
 _LAZY = {  # records front ends build, imported on first use (numpy and onnxruntime behind them)
     "GenerationConfig": "toolkit.runtime.generate",
     "SamplingParams": "toolkit.runtime.sampler",
     "RuntimeOptions": "toolkit.runtime.pipeline",
     "BenchConfig": "toolkit.runtime.bench",
     "LocalModel": "toolkit.runtime.model",
+    "BuildOptions": "toolkit.builder",
 }
 
 

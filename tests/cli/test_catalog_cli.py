@@ -97,3 +97,20 @@ def test_list_explains_dimmed_variants_only_where_dim_can_be_seen():
     assert "* chosen for this machine" in piped.stdout and "dim:" not in piped.stdout
     terminal = toolkit("list", "--all", env={"FORCE_COLOR": "1"})  # rich renders as for a terminal
     assert "dim: not usable here" in terminal.stdout  # the NPU variants of the built-in catalog are not usable here
+
+
+def test_list_gives_variants_ranked_and_info_in_the_manifests_order(tmp_path) -> None:
+    from catalog import Catalog
+    from catalog.selection import select_variant
+    from tests.helpers_net.variants import hf_variant_json, write_manifest
+    from toolkit.device import current_profile
+
+    gpu = {**hf_variant_json("org/a", "a-gpu:1"), "device": "gpu", "execution_provider": "CUDAExecutionProvider"}
+    path, manifest = write_manifest(tmp_path / "m", "ranked", [hf_variant_json("org/a", "a-cpu:1"), gpu])
+    env = {"TOOLKIT_MANIFESTS": str(path)}
+    listed = json.loads(toolkit("list", "--json", env=env).stdout)
+    row = next(r for r in listed if r["alias"] == "ranked")
+    ranked = [c.variant.id for c in select_variant(Catalog([manifest]).get("ranked"), current_profile()).candidates]
+    assert [v["id"] for v in row["variants"]] == ranked
+    info = json.loads(toolkit("info", "ranked", "--json", env=env).stdout)
+    assert [v["id"] for v in info["variants"]] == ["a-cpu:1", "a-gpu:1"]

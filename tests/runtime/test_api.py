@@ -70,7 +70,7 @@ def test_ensure_downloads_once_and_resolve_finds_it(tmp_path: Path, monkeypatch:
         again = api.ensure(api.select("tiny"))
         assert again.report is None and again.path == first.path
     target = api.resolve("tiny")
-    assert target.folder == first.path and target.variant_id == "tiny-cpu:1" and not target.downloaded
+    assert target.folder == first.path and target.variant_id == "tiny-cpu:1"
 
 
 def test_resolve_of_a_missing_folder_names_it(tmp_path: Path) -> None:

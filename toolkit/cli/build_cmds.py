@@ -1,4 +1,4 @@
-"""`toolkit build` and `toolkit eval`: parse, call toolkit.builder, render."""
+"""`toolkit build` and `toolkit eval`: parse, call toolkit.api, render."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from toolkit import api
 from toolkit.build_choices import MAX_CONTEXT, MAX_WINDOW, TARGETS, WEIGHT_METHODS
 from toolkit.cli.options import MAX_SEED, add_json, whole_number
 from toolkit.cli.output import console, emit_json, human_size
@@ -43,17 +44,16 @@ def _build_arguments(parser: CommandParser) -> None:
 
 def build(args: argparse.Namespace) -> None:
     """Build the package, then evaluate it against a float build if --eval is given."""
-    from toolkit.builder import BuildOptions, build_package  # heavy (numpy, onnx): only when run
 
     checkpoint, out, target = args.checkpoint, args.out, args.target
     if target == "npu-qdq" and args.calibration_text is None:
         raise UsageError("--target npu-qdq needs --calibration-text FILE (activation ranges come from real text)")
-    opts = BuildOptions(target=target, context_length=args.context_length, window=args.window,
+    opts = api.BuildOptions(target=target, context_length=args.context_length, window=args.window,
                         calibration_text=args.calibration_text, weight_method=args.weights, rotate=not args.no_rotate,
                         seed=args.seed, overwrite=args.overwrite)
     if args.keep_float is not None:
         opts.keep_float = tuple(args.keep_float)
-    manifest = build_package(checkpoint, out, opts)
+    manifest = api.build(checkpoint, out, opts)
     result = {"package": str(out), **{k: manifest[k] for k in ("target", "size", "build_seconds", "context_length")},
               "files": manifest["files"], "warnings": manifest.get("warnings", [])}
     err = console(stderr=True)
@@ -83,9 +83,7 @@ def _eval_arguments(parser: CommandParser) -> None:
 
 def eval_(args: argparse.Namespace) -> None:
     """Evaluate a package; JSON unless a person is watching."""
-    from toolkit.builder import evaluate  # heavy (numpy, onnx): only when run
-
-    result = evaluate(args.package, args.text, args.reference, args.max_tokens)
+    result = api.evaluate(args.package, args.text, args.reference, args.max_tokens)
     if args.json or not sys.stdout.isatty():
         emit_json(result)
     else:
@@ -95,12 +93,10 @@ def eval_(args: argparse.Namespace) -> None:
 def _eval_against_float(checkpoint: Path, package: Path, text: Path, context_length: int, window: int) -> dict:
     import tempfile
 
-    from toolkit.builder import BuildOptions, build_package, evaluate  # heavy (numpy, onnx): only when run
-
     with tempfile.TemporaryDirectory(prefix="toolkit-eval-") as tmp:
         ref = Path(tmp) / "float"
-        build_package(checkpoint, ref, BuildOptions(target="float", context_length=context_length, window=window))
-        return evaluate(package, text, ref)
+        api.build(checkpoint, ref, api.BuildOptions(target="float", context_length=context_length, window=window))
+        return api.evaluate(package, text, ref)
 
 
 def _print_eval(result: dict) -> None:

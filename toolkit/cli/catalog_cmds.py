@@ -83,7 +83,7 @@ def info(args: argparse.Namespace) -> None:
     choice = api.choose(api.catalog().get(args.alias), device=args.device)
     m = choice.manifest
     chosen, reason = (choice.variant.id, choice.line) if choice.variant is not None else (None, choice.reason)
-    variants = choice.variants()
+    variants = choice.variants(manifest_order=True)
     for v, var in zip(variants, m.variants, strict=True):
         src = var.source
         v["source"] = {k: getattr(src, k) for k in src.__dataclass_fields__ if getattr(src, k) not in (None, ())}

@@ -7,7 +7,6 @@ import math
 import sys
 from collections.abc import Callable
 
-from catalog.schema import DEVICES
 from toolkit import api
 
 MAX_SEED = 2**32 - 1  # numpy's seeds are non-negative; 32 bits is what other tools take
@@ -18,8 +17,8 @@ def add_json(parser: argparse.ArgumentParser, help: str = "Write JSON for script
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", type=str.lower, choices=DEVICES,
-                        help=f"Only consider {', '.join(DEVICES[:-1])} or {DEVICES[-1]} variants "
+    parser.add_argument("--device", type=str.lower, choices=api.DEVICES,
+                        help=f"Only consider {', '.join(api.DEVICES[:-1])} or {api.DEVICES[-1]} variants "
                              f"(default: ${api.ENV_DEVICE}, else the best for this machine).")
 
 
@@ -29,9 +28,7 @@ def add_variant(parser: argparse.ArgumentParser) -> None:
 
 def mirror_url(text: str) -> str:
     """An argparse type: an http or https URL with a host (the check catalog.sources.mirror makes again)."""
-    from catalog.sources.http import url_problem  # httpx: only when --mirror is given
-
-    problem = url_problem(text)
+    problem = api.url_problem(text)
     if problem:
         raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
     return text

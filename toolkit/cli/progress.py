@@ -19,12 +19,14 @@ class PlainProgress(Progress):
     def __init__(self, interval: float = 2.0, stream=None) -> None:
         self.interval, self.stream = interval, stream or sys.stderr
         self.lock = threading.Lock()
+        self._print_lock = threading.Lock()
         self.total = self.done = 0
         self.t0 = self.last = time.monotonic()
         self.variant = ""
 
     def _line(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        with self._print_lock:  # download threads report at once: one whole line each
+            print(text, file=self.stream, flush=True)
 
     def begin(self, variant_id: str, total_bytes: int, files: int) -> None:
         self.variant, self.total, self.t0 = variant_id, total_bytes, time.monotonic()
