@@ -14,10 +14,10 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from catalog.errors import DiskFullError, StoreError, ToolkitError
 from toolkit import __version__
 from toolkit.cli import build_cmds, catalog_cmds, download_cmds, run_cmds, store_cmds
 from toolkit.cli.parsing import Root
+from toolkit.errors import DiskFullError, StoreError, ToolkitError
 
 ROOT = Root(
     "toolkit",
