@@ -224,6 +224,19 @@ def is_permanent(error: BaseException) -> bool:
     return False
 
 
+SECRET_PARAMS = ("sig", "signature", "x-amz-signature", "x-goog-signature", "token", "access_token", "code", "key")
+
+
+def public_url(url: str) -> str:
+    """The URL for a message: a query that carries a signature or token (an Azure SAS, a presigned URL) is
+    replaced by `?<signed query hidden>`, so errors and logs never hold a credential."""
+    base, sep, query = str(url).partition("?")
+    if not sep:
+        return base
+    names = {part.split("=", 1)[0].lower() for part in query.split("&")}
+    return f"{base}?<signed query hidden>" if names & set(SECRET_PARAMS) else str(url)
+
+
 def transport_problem(url: str, error: BaseException) -> str:
     """What went wrong below HTTP, and what to do: a private CA for certificates, a mirror when offline."""
     detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
@@ -269,7 +282,7 @@ def request(
     retries = 0 if _quick.get() else retries
     if retries is not None:
         settings = replace(settings, retries=retries)
-    shown = shown or url
+    shown = shown or public_url(url)
     attempt = 0
     while True:  # the whole answer is read inside send(), so no STALL here: a read timeout spends a retry
         attempt += 1

@@ -29,7 +29,7 @@ from catalog.sources import (
     digest_counts,
     resolve,
 )
-from catalog.sources.http import request
+from catalog.sources.http import public_url, request
 from catalog.sources.local import open_local
 from catalog.sources.mirror import configured_mirror, hands_over, resolve_from
 from toolkit.download.config import DownloadConfig
@@ -97,8 +97,8 @@ def probe_size(client: httpx.Client, rf: ResolvedFile) -> int:
     r = request(client, "HEAD", rf.url, private_headers=rf.headers, failure=DownloadError)
     value = r.headers.get("x-linked-size") or r.headers.get("content-length")
     if not value or not value.isdigit():
-        raise SourceError(f"{rf.url}: the source gives no size for {rf.path} (HEAD answered {r.status_code})")
-    return checked_file(replace(rf, size=int(value)), rf.url).size or 0
+        raise SourceError(f"{public_url(rf.url)}: the source gives no size for {rf.path} (HEAD answered {r.status_code})")
+    return checked_file(replace(rf, size=int(value)), public_url(rf.url)).size or 0
 
 
 def check_free_space(needed: int, available: int, margin: int, where: Path) -> None:
@@ -121,7 +121,7 @@ def _copy_local(rf: ResolvedFile, dest: Path, progress: Progress) -> str:
                 fout.write(block)
                 progress.advance(rf.path, len(block))
     except (FileNotFoundError, KeyError) as e:
-        raise NotFoundError(f"{rf.url}: no such file") from e
+        raise NotFoundError(f"{public_url(rf.url)}: no such file") from e
     return h.hexdigest()
 
 
@@ -215,11 +215,11 @@ class VariantTransfer:
             sha = _copy_local(rf, data, self.progress)
             if rf.sha256 and sha != rf.sha256:
                 self.store.remove_partial(key)
-                raise IntegrityError(f"{rf.url}: sha256 {sha} instead of {rf.sha256}")
+                raise IntegrityError(f"{public_url(rf.url)}: sha256 {sha} instead of {rf.sha256}")
             size = data.stat().st_size
             if rf.size is not None and size != rf.size:
                 self.store.remove_partial(key)
-                raise IntegrityError(f"{rf.url}: {size} bytes instead of {rf.size}")
+                raise IntegrityError(f"{public_url(rf.url)}: {size} bytes instead of {rf.size}")
         else:
             if rf.size is None:
                 rf = replace(rf, size=probe_size(self.client, rf))

@@ -19,7 +19,7 @@ import httpx
 
 from catalog.errors import DiskFullError, DownloadError, IntegrityError, SourceError, StoreError
 from catalog.sources import ResolvedFile
-from catalog.sources.http import classify_error, send
+from catalog.sources.http import classify_error, public_url, send
 from catalog.sources.retry import CHANGED, OK, RETRY, STALL, Verdict, classify, give_up, next_delay
 from toolkit.download.config import DownloadConfig
 from toolkit.download.diskio import BINARY, PrefixHasher, disk_error, write_at
@@ -58,7 +58,7 @@ class FileTransfer:
         cancel: threading.Event | None = None,
     ) -> None:
         if rf.size is None:
-            raise SourceError(f"{rf.url}: the source gave no size for {rf.path}")
+            raise SourceError(f"{public_url(rf.url)}: the source gave no size for {rf.path}")
         self.client, self.rf, self.cfg = client, rf, config
         self.size = rf.size
         self.progress = progress or Progress()
@@ -188,7 +188,7 @@ class FileTransfer:
                 attempts += 1
             delay = next_delay(verdict, attempts, stalls, self.cfg)
             if delay is None:
-                raise DownloadError(f"{self.rf.url}: {give_up(verdict, attempts, stalls, self.cfg)}") from None
+                raise DownloadError(f"{public_url(self.rf.url)}: {give_up(verdict, attempts, stalls, self.cfg)}") from None
             self.progress.note(f"{self.rf.path}: {verdict.reason}; retrying in {delay:.1f} s")
             if self.abort.wait(delay):
                 return
@@ -237,7 +237,7 @@ class FileTransfer:
         if verdict.kind == RETRY:
             raise _Retry(verdict)
         if verdict.kind != OK:
-            raise verdict.error(self.rf.url, DownloadError)
+            raise verdict.error(public_url(self.rf.url), DownloadError)
         code = r.status_code
         etag = r.headers.get("x-linked-etag") or r.headers.get("etag")
         with self.lock:
@@ -311,7 +311,7 @@ class FileTransfer:
                     restarts += 1
                     if restarts > self.cfg.restarts:
                         raise DownloadError(
-                            f"{self.rf.url}: the file keeps changing on the server ({e})"
+                            f"{public_url(self.rf.url)}: the file keeps changing on the server ({e})"
                         ) from None
                     self.progress.note(f"{self.rf.path}: {e}; starting this file again")
                     self._reset(ranges=self.state.ranges, keep_etag=False)
@@ -328,7 +328,7 @@ class FileTransfer:
                 restarts += 1
                 if restarts > self.cfg.restarts:
                     self.discard()
-                    raise IntegrityError(f"{self.rf.url}: {problem}; the bytes were discarded")
+                    raise IntegrityError(f"{public_url(self.rf.url)}: {problem}; the bytes were discarded")
                 self.progress.note(f"{self.rf.path}: {problem}; downloading it again")
                 self._reset(ranges=self.state.ranges, keep_etag=False)
         finally:
