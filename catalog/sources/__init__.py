@@ -130,7 +130,7 @@ def select_files(variant: Variant, listing: dict[str, ResolvedFile], where: str)
 
 
 def resolve(variant: Variant, client: httpx.Client) -> ResolvedVariant:
-    """Resolve a variant through the source its manifest names (`toolkit.download.http.make_client()`)."""
+    """Resolve a variant through the source its manifest names (`catalog.sources.http.make_client()`)."""
     kind = variant.source.type
     if kind == "huggingface":
         from catalog.sources import huggingface as mod

@@ -12,10 +12,10 @@ import pytest
 from catalog.errors import IntegrityError, NotFoundError, SourceError
 from catalog.schema import Source, Variant
 from catalog.sources import azureml
+from catalog.sources.http import make_client
 from tests.helpers_net.blob_server import BlobServer
 from tests.helpers_net.hub_server import random_bytes
 from tests.helpers_net.variants import fast_config
-from toolkit.download.http import make_client
 from toolkit.download.manager import install
 from toolkit.store.blobs import Store
 

@@ -111,7 +111,7 @@ def test_ca_bundle_from_the_environment_is_trusted(tls_mirror, tmp_path: Path, m
 
 def test_unreadable_ca_bundle_names_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from catalog.errors import DownloadError
-    from toolkit.download.http import make_client
+    from catalog.sources.http import make_client
 
     monkeypatch.setenv("TOOLKIT_CA_BUNDLE", str(tmp_path / "missing.pem"))
     with pytest.raises(DownloadError, match="TOOLKIT_CA_BUNDLE="):

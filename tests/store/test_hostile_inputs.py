@@ -145,21 +145,22 @@ def test_download_settings_past_their_maximum_are_usage_errors(tmp_path: Path, h
 
 
 def test_api_retries_wait_at_most_the_backoff_max(monkeypatch) -> None:
-    """A library caller's huge TOOLKIT_DL_BACKOFF_BASE: each wait is capped by TOOLKIT_DL_BACKOFF_MAX, no overflow."""
+    """The largest TOOLKIT_DL_BACKOFF_BASE the settings take: each API wait is still capped by
+    TOOLKIT_DL_BACKOFF_MAX (an uncapped wait would be an hour)."""
     import socket
     import time
 
     from catalog.errors import SourceError
-    from catalog.sources.http import get_json
-    from toolkit.download.http import make_client
+    from catalog.sources.http import get_json, make_client
+    from toolkit.download.config import DownloadConfig
 
     with socket.socket() as s:  # a port nobody listens on: every attempt is refused at once
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    monkeypatch.setenv("TOOLKIT_DL_BACKOFF_BASE", "1e300")
+    monkeypatch.setenv("TOOLKIT_DL_BACKOFF_BASE", "3600")
     monkeypatch.setenv("TOOLKIT_DL_BACKOFF_MAX", "0.01")
     start = time.monotonic()
-    with make_client() as client, pytest.raises(SourceError):
+    with make_client(DownloadConfig.from_env()) as client, pytest.raises(SourceError):
         get_json(client, f"http://127.0.0.1:{port}/api/models/org/tiny/revision/main", retries=3)
     assert time.monotonic() - start < 10
 
