@@ -239,7 +239,7 @@ def resolve(name: str, *, device: str | None = None, variant: str | None = None,
         return Target(package_root(path).resolve())
     choice = select(name, device=device, variant=variant)
     if choice.downloaded:
-        return Target(package_root(paths.snapshot_dir(choice.variant.id)), choice)
+        return Target(package_root_of(choice), choice)
     question = f"{choice.manifest.alias}: download {choice.variant.id} ({human_size(choice.variant.size_bytes)})?"
     if confirm is None or not confirm(question):
         raise DownloadDeclined(f"{choice.variant.id} is not downloaded; run `toolkit download "
